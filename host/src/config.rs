@@ -1,0 +1,41 @@
+//! Every knob in one place: CLI options and `BLOCKSCOPE_*` environment variables are parsed
+//! once into `Config`.
+
+/// Which execution tier runs guest code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Tier {
+    /// IR interpreter only.
+    Interp,
+    /// Compile every block before running it.
+    Jit,
+    /// Interpret until hot, then compile (default).
+    #[default]
+    Auto,
+}
+
+/// Engine configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Execution tier.
+    pub tier: Tier,
+    /// Executions before a block is compiled in `Auto`.
+    pub hot_threshold: u32,
+    /// Maximum guest instructions per block.
+    pub max_block_insns: usize,
+    /// Print each translated block (guest disassembly and IR) to stderr.
+    pub trace_translate: bool,
+    /// Log syscalls to stderr, strace-like.
+    pub strace: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tier: Tier::Auto,
+            hot_threshold: 64,
+            max_block_insns: 64,
+            trace_translate: false,
+            strace: false,
+        }
+    }
+}

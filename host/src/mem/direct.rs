@@ -1,0 +1,726 @@
+//! `Direct`: user-mode guest memory, where a guest linear address is the same host address.
+//!
+//! Safety contract. Every guest access goes through the assembly accessors below (`bs_*`),
+//! which touch only the addressed bytes, use no stack, and return `(value, status)` in
+//! rax:rdx. The process-wide SIGSEGV/SIGBUS handler installed by `install_fault_handler`
+//! recognises a fault whose host pc lies inside the accessor text, rewrites rax (fault
+//! address), rdx (status) and rip (a landing pad that returns), so the accessor "returns" the
+//! fault to its caller. Guest memory is never turned into Rust references: the guest may
+//! change it at any time from another thread, so only these raw accessors touch it.
+//!
+//! Translated-code pages that the guest may write are write-protected on the host; a write
+//! fault on such a page unprotects it, records it for invalidation, and the store is retried.
+#![allow(unsafe_code)]
+
+use super::{page_ceil, page_floor, GuestMemory, RmwOp, PAGE_SIZE};
+use crate::cpu::{pf, Fault, Width};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Guest page protection bits (the same values as `PROT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Prot(pub u32);
+
+impl Prot {
+    /// Readable.
+    pub const READ: u32 = 1;
+    /// Writable.
+    pub const WRITE: u32 = 2;
+    /// Executable.
+    pub const EXEC: u32 = 4;
+    /// Whether all bits in `m` are set.
+    pub fn has(self, m: u32) -> bool {
+        self.0 & m == m
+    }
+}
+
+#[repr(C)]
+struct Ret {
+    val: u64,
+    status: u64,
+}
+
+std::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl bs_acc_start",
+    "bs_acc_start:",
+    ".globl bs_ld8",
+    "bs_ld8:",
+    "    movzx eax, byte ptr [rdi]",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_st8",
+    "bs_st8:",
+    "    mov byte ptr [rdi], sil",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_cas8",
+    "bs_cas8:",
+    "    mov rax, rsi",
+    "    lock cmpxchg byte ptr [rdi], dl",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xchg8",
+    "bs_xchg8:",
+    "    mov rax, rsi",
+    "    xchg byte ptr [rdi], al",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xadd8",
+    "bs_xadd8:",
+    "    mov rax, rsi",
+    "    lock xadd byte ptr [rdi], al",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_and8",
+    "bs_and8:",
+    "    movzx eax, byte ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    and rcx, rsi",
+    "    lock cmpxchg byte ptr [rdi], cl",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_or8",
+    "bs_or8:",
+    "    movzx eax, byte ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    or rcx, rsi",
+    "    lock cmpxchg byte ptr [rdi], cl",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xor8",
+    "bs_xor8:",
+    "    movzx eax, byte ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    xor rcx, rsi",
+    "    lock cmpxchg byte ptr [rdi], cl",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_ld16",
+    "bs_ld16:",
+    "    movzx eax, word ptr [rdi]",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_st16",
+    "bs_st16:",
+    "    mov word ptr [rdi], si",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_cas16",
+    "bs_cas16:",
+    "    mov rax, rsi",
+    "    lock cmpxchg word ptr [rdi], dx",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xchg16",
+    "bs_xchg16:",
+    "    mov rax, rsi",
+    "    xchg word ptr [rdi], ax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xadd16",
+    "bs_xadd16:",
+    "    mov rax, rsi",
+    "    lock xadd word ptr [rdi], ax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_and16",
+    "bs_and16:",
+    "    movzx eax, word ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    and rcx, rsi",
+    "    lock cmpxchg word ptr [rdi], cx",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_or16",
+    "bs_or16:",
+    "    movzx eax, word ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    or rcx, rsi",
+    "    lock cmpxchg word ptr [rdi], cx",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xor16",
+    "bs_xor16:",
+    "    movzx eax, word ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    xor rcx, rsi",
+    "    lock cmpxchg word ptr [rdi], cx",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_ld32",
+    "bs_ld32:",
+    "    mov eax, dword ptr [rdi]",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_st32",
+    "bs_st32:",
+    "    mov dword ptr [rdi], esi",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_cas32",
+    "bs_cas32:",
+    "    mov rax, rsi",
+    "    lock cmpxchg dword ptr [rdi], edx",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xchg32",
+    "bs_xchg32:",
+    "    mov rax, rsi",
+    "    xchg dword ptr [rdi], eax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xadd32",
+    "bs_xadd32:",
+    "    mov rax, rsi",
+    "    lock xadd dword ptr [rdi], eax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_and32",
+    "bs_and32:",
+    "    mov eax, dword ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    and rcx, rsi",
+    "    lock cmpxchg dword ptr [rdi], ecx",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_or32",
+    "bs_or32:",
+    "    mov eax, dword ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    or rcx, rsi",
+    "    lock cmpxchg dword ptr [rdi], ecx",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xor32",
+    "bs_xor32:",
+    "    mov eax, dword ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    xor rcx, rsi",
+    "    lock cmpxchg dword ptr [rdi], ecx",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_ld64",
+    "bs_ld64:",
+    "    mov rax, qword ptr [rdi]",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_st64",
+    "bs_st64:",
+    "    mov qword ptr [rdi], rsi",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_cas64",
+    "bs_cas64:",
+    "    mov rax, rsi",
+    "    lock cmpxchg qword ptr [rdi], rdx",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xchg64",
+    "bs_xchg64:",
+    "    mov rax, rsi",
+    "    xchg qword ptr [rdi], rax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xadd64",
+    "bs_xadd64:",
+    "    mov rax, rsi",
+    "    lock xadd qword ptr [rdi], rax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_and64",
+    "bs_and64:",
+    "    mov rax, qword ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    and rcx, rsi",
+    "    lock cmpxchg qword ptr [rdi], rcx",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_or64",
+    "bs_or64:",
+    "    mov rax, qword ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    or rcx, rsi",
+    "    lock cmpxchg qword ptr [rdi], rcx",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_xor64",
+    "bs_xor64:",
+    "    mov rax, qword ptr [rdi]",
+    "    2:",
+    "    mov rcx, rax",
+    "    xor rcx, rsi",
+    "    lock cmpxchg qword ptr [rdi], rcx",
+    "    jne 2b",
+    "    xor edx, edx",
+    "    ret",    ".globl bs_cas128",
+    "bs_cas128:",
+    "    mov r11, rbx",
+    "    mov r9, rsi",
+    "    mov rax, qword ptr [r9]",
+    "    mov rdx, qword ptr [r9 + 8]",
+    "    mov rbx, qword ptr [r9 + 16]",
+    "    mov rcx, qword ptr [r9 + 24]",
+    "    lock cmpxchg16b xmmword ptr [rdi]",
+    "    mov qword ptr [r9], rax",
+    "    mov qword ptr [r9 + 8], rdx",
+    "    mov rbx, r11",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    ".globl bs_cas128_end",
+    "bs_cas128_end:",
+    "    mov rbx, r11",
+    "    ret",
+    ".globl bs_acc_landing",
+    "bs_acc_landing:",
+    "    ret",
+    ".globl bs_acc_end",
+    "bs_acc_end:",
+);
+
+extern "sysv64" {
+    fn bs_ld8(a: u64) -> Ret;
+    fn bs_ld16(a: u64) -> Ret;
+    fn bs_ld32(a: u64) -> Ret;
+    fn bs_ld64(a: u64) -> Ret;
+    fn bs_st8(a: u64, v: u64) -> Ret;
+    fn bs_st16(a: u64, v: u64) -> Ret;
+    fn bs_st32(a: u64, v: u64) -> Ret;
+    fn bs_st64(a: u64, v: u64) -> Ret;
+    fn bs_cas8(a: u64, e: u64, n: u64) -> Ret;
+    fn bs_cas16(a: u64, e: u64, n: u64) -> Ret;
+    fn bs_cas32(a: u64, e: u64, n: u64) -> Ret;
+    fn bs_cas64(a: u64, e: u64, n: u64) -> Ret;
+    fn bs_xchg8(a: u64, v: u64) -> Ret;
+    fn bs_xchg16(a: u64, v: u64) -> Ret;
+    fn bs_xchg32(a: u64, v: u64) -> Ret;
+    fn bs_xchg64(a: u64, v: u64) -> Ret;
+    fn bs_xadd8(a: u64, v: u64) -> Ret;
+    fn bs_xadd16(a: u64, v: u64) -> Ret;
+    fn bs_xadd32(a: u64, v: u64) -> Ret;
+    fn bs_xadd64(a: u64, v: u64) -> Ret;
+    fn bs_and8(a: u64, v: u64) -> Ret;
+    fn bs_and16(a: u64, v: u64) -> Ret;
+    fn bs_and32(a: u64, v: u64) -> Ret;
+    fn bs_and64(a: u64, v: u64) -> Ret;
+    fn bs_or8(a: u64, v: u64) -> Ret;
+    fn bs_or16(a: u64, v: u64) -> Ret;
+    fn bs_or32(a: u64, v: u64) -> Ret;
+    fn bs_or64(a: u64, v: u64) -> Ret;
+    fn bs_xor8(a: u64, v: u64) -> Ret;
+    fn bs_xor16(a: u64, v: u64) -> Ret;
+    fn bs_xor32(a: u64, v: u64) -> Ret;
+    fn bs_xor64(a: u64, v: u64) -> Ret;
+    fn bs_cas128(a: u64, io: *mut [u64; 4]) -> Ret;
+    static bs_acc_start: u8;
+    static bs_acc_end: u8;
+    static bs_acc_landing: u8;
+    static bs_cas128_end: u8;
+}
+
+/// Status bit: the fault was a SIGBUS (e.g. past the end of a mapped file).
+const ST_BUS: u64 = 1 << 40;
+/// Status bits 32..40: the x86 trap number; bits 0..32: the page-fault error code.
+const ST_TRAP_SHIFT: u32 = 32;
+
+/// Raw accessors by width. Each is a plain call into the accessor text; the only unsafety
+/// is the call to an `extern` function, whose contract is documented in the module header.
+mod raw {
+    use super::*;
+    pub(super) fn load(a: u64, w: Width) -> Ret {
+        // SAFETY: accessors may be called with any address; faults are recovered (module
+        // header) and the functions follow the sysv64 ABI.
+        unsafe {
+            match w {
+                Width::W8 => bs_ld8(a),
+                Width::W16 => bs_ld16(a),
+                Width::W32 => bs_ld32(a),
+                Width::W64 => bs_ld64(a),
+            }
+        }
+    }
+    pub(super) fn store(a: u64, w: Width, v: u64) -> Ret {
+        // SAFETY: as in `load`; a store through an accessor can only change guest memory.
+        unsafe {
+            match w {
+                Width::W8 => bs_st8(a, v),
+                Width::W16 => bs_st16(a, v),
+                Width::W32 => bs_st32(a, v),
+                Width::W64 => bs_st64(a, v),
+            }
+        }
+    }
+    pub(super) fn cas(a: u64, w: Width, e: u64, n: u64) -> Ret {
+        // SAFETY: as in `store`.
+        unsafe {
+            match w {
+                Width::W8 => bs_cas8(a, e, n),
+                Width::W16 => bs_cas16(a, e, n),
+                Width::W32 => bs_cas32(a, e, n),
+                Width::W64 => bs_cas64(a, e, n),
+            }
+        }
+    }
+    pub(super) fn rmw(op: RmwOp, a: u64, w: Width, v: u64) -> Ret {
+        type F = unsafe extern "sysv64" fn(u64, u64) -> Ret;
+        let table: [[F; 4]; 5] = [
+            [bs_xchg8, bs_xchg16, bs_xchg32, bs_xchg64],
+            [bs_xadd8, bs_xadd16, bs_xadd32, bs_xadd64],
+            [bs_and8, bs_and16, bs_and32, bs_and64],
+            [bs_or8, bs_or16, bs_or32, bs_or64],
+            [bs_xor8, bs_xor16, bs_xor32, bs_xor64],
+        ];
+        let f = table[op as usize][w as usize];
+        // SAFETY: as in `store`.
+        unsafe { f(a, v) }
+    }
+    pub(super) fn cas128(a: u64, io: &mut [u64; 4]) -> Ret {
+        // SAFETY: as in `store`; `io` is a valid exclusive host buffer for the call.
+        unsafe { bs_cas128(a, io) }
+    }
+}
+
+fn status_to_fault(r: &Ret, write: bool) -> Fault {
+    let trap = (r.status >> ST_TRAP_SHIFT) & 0xff;
+    if trap == 13 && r.status & ST_BUS == 0 {
+        return Fault::GeneralProtection(0);
+    }
+    let mut code = (r.status as u32) & (pf::PRESENT | pf::WRITE) | pf::USER;
+    if write {
+        code |= pf::WRITE;
+    }
+    if r.status & ST_BUS != 0 {
+        // A bus error is reported to user mode as SIGBUS; mark it with a reserved bit.
+        code |= 1 << 15;
+    }
+    Fault::PageFault { addr: r.val, code }
+}
+
+/// Page-fault error-code bit blockscope uses to mark a host SIGBUS (shows up as guest SIGBUS).
+pub const PF_BUS: u32 = 1 << 15;
+
+/// State shared by every vCPU's `Direct` handle: the guest's page protections and the set
+/// of pages holding translated code.
+#[derive(Default)]
+pub struct DirectShared {
+    inner: Mutex<Maps>,
+}
+
+#[derive(Default)]
+struct Maps {
+    /// Guest protection per page.
+    prot: BTreeMap<u64, Prot>,
+    /// Pages with translated code, and whether they are host write-protected by us.
+    code: BTreeMap<u64, bool>,
+}
+
+impl DirectShared {
+    /// A new, empty address-space description.
+    pub fn new() -> Arc<DirectShared> {
+        install_fault_handler();
+        Arc::new(DirectShared::default())
+    }
+    /// Record that `[addr, addr+len)` is mapped with `prot` (after the host mapping exists).
+    pub fn map(&self, addr: u64, len: u64, prot: Prot) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = page_floor(addr);
+        while p < page_ceil(addr + len) {
+            m.prot.insert(p, prot);
+            if m.code.contains_key(&p) && prot.has(Prot::WRITE) {
+                protect_host(p, Prot(prot.0 & !Prot::WRITE));
+                m.code.insert(p, true);
+            }
+            p += PAGE_SIZE;
+        }
+    }
+    /// Record that `[addr, addr+len)` is unmapped. Returns the pages that held code.
+    pub fn unmap(&self, addr: u64, len: u64) -> Vec<u64> {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (lo, hi) = (page_floor(addr), page_ceil(addr + len));
+        let keys: Vec<u64> = m.prot.range(lo..hi).map(|(k, _)| *k).collect();
+        for k in keys {
+            m.prot.remove(&k);
+        }
+        let code: Vec<u64> = m.code.range(lo..hi).map(|(k, _)| *k).collect();
+        for k in &code {
+            m.code.remove(k);
+        }
+        code
+    }
+    /// Guest protection of the page holding `addr`, if mapped.
+    pub fn prot_of(&self, addr: u64) -> Option<Prot> {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.prot.get(&page_floor(addr)).copied()
+    }
+    /// Forget that a page holds code (its translations were invalidated).
+    pub fn forget_code(&self, page: u64) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(prot_by_us) = m.code.remove(&page) {
+            if prot_by_us {
+                let p = m.prot.get(&page).copied().unwrap_or_default();
+                protect_host(page, p);
+            }
+        }
+    }
+    /// The lowest mapped page at or above `addr` that is free for `len` bytes. Used to
+    /// place guest mappings; host mappings are found with the host's own `mmap`.
+    pub fn is_mapped(&self, addr: u64) -> bool {
+        self.prot_of(addr).is_some()
+    }
+    fn watch(&self, start: u64, end: u64) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = page_floor(start);
+        while p < end {
+            if !m.code.contains_key(&p) {
+                let prot = m.prot.get(&p).copied().unwrap_or_default();
+                let by_us = prot.has(Prot::WRITE);
+                if by_us {
+                    protect_host(p, Prot(prot.0 & !Prot::WRITE));
+                }
+                m.code.insert(p, by_us);
+            }
+            p += PAGE_SIZE;
+        }
+    }
+    /// A write fault at `addr`: if the page holds code we protected, unprotect it and
+    /// return true (the store should be retried and the page's code invalidated).
+    fn take_write_fault(&self, addr: u64) -> bool {
+        let page = page_floor(addr);
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if m.code.get(&page) == Some(&true) {
+            let p = m.prot.get(&page).copied().unwrap_or_default();
+            protect_host(page, p);
+            m.code.remove(&page);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn protect_host(page: u64, prot: Prot) {
+    // SAFETY: changes the protection of one guest page; guest pages are never aliased by
+    // Rust references (module header), so no Rust invariant depends on them.
+    let r = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE_SIZE as usize, prot.0 as i32) };
+    debug_assert!(r == 0, "mprotect({page:#x}) failed");
+}
+
+/// One vCPU's handle on user-mode guest memory.
+pub struct Direct {
+    shared: Arc<DirectShared>,
+    code_writes: Vec<u64>,
+}
+
+impl Direct {
+    /// A handle on `shared`.
+    pub fn new(shared: Arc<DirectShared>) -> Direct {
+        Direct { shared, code_writes: Vec::new() }
+    }
+    /// The shared address-space description.
+    pub fn shared(&self) -> &Arc<DirectShared> {
+        &self.shared
+    }
+    fn retry_write<T>(&mut self, r: &Ret, mut again: impl FnMut() -> Ret, ok: impl Fn(&Ret) -> T) -> Result<T, Fault> {
+        let write_prot = r.status & (pf::PRESENT as u64) != 0 && r.status & ST_BUS == 0;
+        if write_prot && self.shared.take_write_fault(r.val) {
+            self.code_writes.push(page_floor(r.val));
+            let r2 = again();
+            if r2.status == 0 {
+                return Ok(ok(&r2));
+            }
+            return self.retry_write(&r2, again, ok);
+        }
+        Err(status_to_fault(r, true))
+    }
+}
+
+impl GuestMemory for Direct {
+    #[inline]
+    fn load(&mut self, addr: u64, w: Width) -> Result<u64, Fault> {
+        let r = raw::load(addr, w);
+        if r.status == 0 {
+            Ok(r.val)
+        } else {
+            Err(status_to_fault(&r, false))
+        }
+    }
+    #[inline]
+    fn store(&mut self, addr: u64, w: Width, val: u64) -> Result<(), Fault> {
+        let r = raw::store(addr, w, val);
+        if r.status == 0 {
+            return Ok(());
+        }
+        self.retry_write(&r, || raw::store(addr, w, val), |_| ())
+    }
+    fn atomic_rmw(&mut self, op: RmwOp, addr: u64, w: Width, val: u64) -> Result<u64, Fault> {
+        let r = raw::rmw(op, addr, w, val);
+        if r.status == 0 {
+            return Ok(r.val & w.mask());
+        }
+        self.retry_write(&r, || raw::rmw(op, addr, w, val), |r| r.val & w.mask())
+    }
+    fn atomic_cas(&mut self, addr: u64, w: Width, expected: u64, new: u64) -> Result<u64, Fault> {
+        let r = raw::cas(addr, w, expected, new);
+        if r.status == 0 {
+            return Ok(r.val & w.mask());
+        }
+        self.retry_write(&r, || raw::cas(addr, w, expected, new), |r| r.val & w.mask())
+    }
+    fn atomic_cas128(&mut self, addr: u64, expected: u128, new: u128) -> Result<u128, Fault> {
+        if addr % 16 != 0 {
+            return Err(Fault::GeneralProtection(0));
+        }
+        let init = [expected as u64, (expected >> 64) as u64, new as u64, (new >> 64) as u64];
+        let mut io = init;
+        let r = raw::cas128(addr, &mut io);
+        let get = |io: &[u64; 4]| io[0] as u128 | (io[1] as u128) << 64;
+        if r.status == 0 {
+            return Ok(get(&io));
+        }
+        let write_prot = r.status & (pf::PRESENT as u64) != 0;
+        if write_prot && self.shared.take_write_fault(r.val) {
+            self.code_writes.push(page_floor(r.val));
+            io = init;
+            let r2 = raw::cas128(addr, &mut io);
+            if r2.status == 0 {
+                return Ok(get(&io));
+            }
+            return Err(status_to_fault(&r2, true));
+        }
+        Err(status_to_fault(&r, true))
+    }
+    fn fetch_code(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, Fault> {
+        let mut n = 0;
+        while n < buf.len() {
+            let a = addr.wrapping_add(n as u64);
+            let executable = self.shared.prot_of(a).is_some_and(|p| p.has(Prot::EXEC));
+            if !executable {
+                break;
+            }
+            let page_end = (page_floor(a) + PAGE_SIZE).min(addr + buf.len() as u64);
+            while addr + (n as u64) < page_end {
+                let r = raw::load(addr + n as u64, Width::W8);
+                if r.status != 0 {
+                    break;
+                }
+                buf[n] = r.val as u8;
+                n += 1;
+            }
+            if addr + (n as u64) < page_end {
+                break;
+            }
+        }
+        if n == 0 {
+            let present = self.shared.prot_of(addr).is_some() as u32;
+            return Err(Fault::PageFault { addr, code: present | pf::USER | pf::FETCH });
+        }
+        Ok(n)
+    }
+    fn watch_code(&mut self, start: u64, end: u64) {
+        self.shared.watch(start, end);
+    }
+    fn code_written(&self) -> bool {
+        !self.code_writes.is_empty()
+    }
+    fn take_code_writes(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.code_writes)
+    }
+}
+
+/// A callback for SIGSEGV/SIGBUS that did not come from an accessor but from another
+/// process or thread (`kill`, `tgkill`): user mode forwards those to the guest.
+pub type ForeignFaultHook = fn(sig: i32, info: *const libc::siginfo_t);
+
+static FOREIGN_HOOK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Register the hook for signals sent by software (`si_code <= 0`).
+pub fn set_foreign_fault_hook(h: ForeignFaultHook) {
+    FOREIGN_HOOK.store(h as usize, std::sync::atomic::Ordering::SeqCst);
+}
+
+extern "C" fn on_fault(sig: i32, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes valid siginfo and ucontext pointers to an SA_SIGINFO handler;
+    // we only read and write register slots of the interrupted context.
+    unsafe {
+        let uc = &mut *(uctx as *mut libc::ucontext_t);
+        let gregs = &mut uc.uc_mcontext.gregs;
+        let rip = gregs[libc::REG_RIP as usize] as u64;
+        let start = &raw const bs_acc_start as u64;
+        let end = &raw const bs_acc_end as u64;
+        if (start..end).contains(&rip) {
+            let trap = gregs[libc::REG_TRAPNO as usize] as u64;
+            let err = gregs[libc::REG_ERR as usize] as u64 & 0xffff_ffff;
+            let mut st = (trap << ST_TRAP_SHIFT) | err | (1 << 39);
+            if sig == libc::SIGBUS {
+                st |= ST_BUS;
+            }
+            gregs[libc::REG_RAX as usize] = (*info).si_addr() as i64;
+            gregs[libc::REG_RDX as usize] = st as i64;
+            let cas128 = bs_cas128 as *const () as u64;
+            let cas128_end = &raw const bs_cas128_end as u64;
+            gregs[libc::REG_RIP as usize] = if (cas128..cas128_end).contains(&rip) {
+                cas128_end as i64
+            } else {
+                &raw const bs_acc_landing as i64
+            };
+            return;
+        }
+        if (*info).si_code <= 0 {
+            let h = FOREIGN_HOOK.load(std::sync::atomic::Ordering::SeqCst);
+            if h != 0 {
+                let f: ForeignFaultHook = std::mem::transmute::<usize, ForeignFaultHook>(h);
+                f(sig, info);
+                return;
+            }
+        }
+        let msg = b"blockscope: internal error: host fault outside guest memory accessors\n";
+        libc::write(2, msg.as_ptr() as *const libc::c_void, msg.len());
+        libc::signal(sig, libc::SIG_DFL);
+    }
+}
+
+/// Install the SIGSEGV/SIGBUS handler (idempotent).
+pub fn install_fault_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in [libc::SIGSEGV, libc::SIGBUS] {
+            // SAFETY: installs a handler that only touches the interrupted context (above);
+            // the sigaction struct is fully initialised.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_fault as *const () as usize;
+                sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+    });
+}

@@ -1,0 +1,1 @@
+//! Plugin loading, hook registry and IR injection (see the plugin issue).

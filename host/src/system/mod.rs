@@ -1,0 +1,1 @@
+//! System mode: a small PC (later).
