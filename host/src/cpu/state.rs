@@ -98,7 +98,7 @@ pub mod slot {
             MXCSR => "%mxcsr".into(),
             32..=63 => {
                 let n = (s - 32) / 2;
-                format!("%xmm{}.{}", n, if s % 2 == 0 { "lo" } else { "hi" })
+                format!("%xmm{}.{}", n, if s.is_multiple_of(2) { "lo" } else { "hi" })
             }
             _ => format!("%slot{s}"),
         }

@@ -75,7 +75,7 @@ pub fn verify(b: &Block) -> Result<(), VerifyError> {
         _ => {}
     }
     for (i, w) in b.insns.windows(2).enumerate() {
-        if w[0].first_op > w[1].first_op || w[0].pc >= w[1].pc && w[0].pc != w[1].pc {
+        if w[0].first_op > w[1].first_op || w[0].pc > w[1].pc {
             return Err(VerifyError::BadInsnMeta(i + 1));
         }
     }

@@ -280,7 +280,8 @@ std::arch::global_asm!(
     "    lock cmpxchg qword ptr [rdi], rcx",
     "    jne 2b",
     "    xor edx, edx",
-    "    ret",    ".globl bs_cas128",
+    "    ret",
+    ".globl bs_cas128",
     "bs_cas128:",
     "    mov r11, rbx",
     "    mov r9, rsi",
@@ -490,8 +491,26 @@ impl DirectShared {
             }
         }
     }
-    /// The lowest mapped page at or above `addr` that is free for `len` bytes. Used to
-    /// place guest mappings; host mappings are found with the host's own `mmap`.
+    /// Map anonymous guest memory with the host `mmap` and record it. `addr` is a hint
+    /// (or the exact address with `fixed`). Returns the address or a negative errno.
+    pub fn mmap_anon(&self, addr: u64, len: u64, prot: Prot, fixed: bool) -> Result<u64, i32> {
+        let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        if fixed {
+            flags |= libc::MAP_FIXED;
+        }
+        // SAFETY: creates a new anonymous mapping; with MAP_FIXED it may replace guest
+        // mappings, which only the guest's own accessors (module header) ever touch.
+        let p = unsafe {
+            libc::mmap(addr as *mut libc::c_void, len as usize, prot.0 as i32, flags, -1, 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(-std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOMEM));
+        }
+        self.map(p as u64, len, prot);
+        Ok(p as u64)
+    }
+
+    /// Whether the page holding `addr` is mapped in the guest.
     pub fn is_mapped(&self, addr: u64) -> bool {
         self.prot_of(addr).is_some()
     }
@@ -548,7 +567,12 @@ impl Direct {
     pub fn shared(&self) -> &Arc<DirectShared> {
         &self.shared
     }
-    fn retry_write<T>(&mut self, r: &Ret, mut again: impl FnMut() -> Ret, ok: impl Fn(&Ret) -> T) -> Result<T, Fault> {
+    fn retry_write<T>(
+        &mut self,
+        r: &Ret,
+        mut again: impl FnMut() -> Ret,
+        ok: impl Fn(&Ret) -> T,
+    ) -> Result<T, Fault> {
         let write_prot = r.status & (pf::PRESENT as u64) != 0 && r.status & ST_BUS == 0;
         if write_prot && self.shared.take_write_fault(r.val) {
             self.code_writes.push(page_floor(r.val));
@@ -595,7 +619,7 @@ impl GuestMemory for Direct {
         self.retry_write(&r, || raw::cas(addr, w, expected, new), |r| r.val & w.mask())
     }
     fn atomic_cas128(&mut self, addr: u64, expected: u128, new: u128) -> Result<u128, Fault> {
-        if addr % 16 != 0 {
+        if !addr.is_multiple_of(16) {
             return Err(Fault::GeneralProtection(0));
         }
         let init = [expected as u64, (expected >> 64) as u64, new as u64, (new >> 64) as u64];

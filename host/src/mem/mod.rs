@@ -9,7 +9,10 @@
 
 mod direct;
 
-pub use direct::{install_fault_handler, set_foreign_fault_hook, Direct, DirectShared, ForeignFaultHook, Prot, PF_BUS};
+pub use direct::{
+    install_fault_handler, set_foreign_fault_hook, Direct, DirectShared, ForeignFaultHook, Prot,
+    PF_BUS,
+};
 
 use crate::cpu::{Fault, Width};
 
@@ -63,6 +66,43 @@ pub trait GuestMemory {
             self.store(addr.wrapping_add(i as u64), Width::W8, *b as u64)?;
         }
         Ok(())
+    }
+}
+
+/// A `&mut` to a memory model is a memory model (vCPUs borrowing one, tests).
+impl<M: GuestMemory + ?Sized> GuestMemory for &mut M {
+    fn load(&mut self, addr: u64, w: Width) -> Result<u64, Fault> {
+        (**self).load(addr, w)
+    }
+    fn store(&mut self, addr: u64, w: Width, val: u64) -> Result<(), Fault> {
+        (**self).store(addr, w, val)
+    }
+    fn atomic_rmw(&mut self, op: RmwOp, addr: u64, w: Width, val: u64) -> Result<u64, Fault> {
+        (**self).atomic_rmw(op, addr, w, val)
+    }
+    fn atomic_cas(&mut self, addr: u64, w: Width, e: u64, n: u64) -> Result<u64, Fault> {
+        (**self).atomic_cas(addr, w, e, n)
+    }
+    fn atomic_cas128(&mut self, addr: u64, e: u128, n: u128) -> Result<u128, Fault> {
+        (**self).atomic_cas128(addr, e, n)
+    }
+    fn fetch_code(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, Fault> {
+        (**self).fetch_code(addr, buf)
+    }
+    fn watch_code(&mut self, start: u64, end: u64) {
+        (**self).watch_code(start, end)
+    }
+    fn code_written(&self) -> bool {
+        (**self).code_written()
+    }
+    fn take_code_writes(&mut self) -> Vec<u64> {
+        (**self).take_code_writes()
+    }
+    fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        (**self).read_bytes(addr, buf)
+    }
+    fn write_bytes(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault> {
+        (**self).write_bytes(addr, buf)
     }
 }
 

@@ -91,7 +91,7 @@ pub fn eval_un(op: UnOp, w: Width, a: u64) -> u64 {
                 v.trailing_zeros() as u64
             }
         }
-        UnOp::Parity => ((a as u8).count_ones() % 2 == 0) as u64,
+        UnOp::Parity => ((a as u8).count_ones().is_multiple_of(2)) as u64,
     }
 }
 
@@ -113,12 +113,7 @@ enum Stop {
 }
 
 #[inline(always)]
-fn exec_ops(
-    ops: &[Op],
-    base: usize,
-    cpu: &mut CpuState,
-    mem: &mut dyn GuestMemory,
-) -> Stop {
+fn exec_ops(ops: &[Op], base: usize, cpu: &mut CpuState, mem: &mut dyn GuestMemory) -> Stop {
     macro_rules! s {
         ($x:expr) => {
             cpu.slots[$x.0 as usize & SLOT_MASK]

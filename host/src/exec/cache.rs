@@ -1,0 +1,143 @@
+//! The shared TB cache and invalidation.
+
+use crate::config::Config;
+use crate::cpu::Fault;
+use crate::frontend::{translate, Translated};
+use crate::ir::Block;
+use crate::mem::{page_floor, GuestMemory, PAGE_SIZE};
+use iced_x86::Instruction;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A translation block as cached.
+pub struct Tb {
+    /// The IR (after plugin injection).
+    pub block: Block,
+    /// The decoded guest instructions (for plugin views and tracing).
+    pub insns: Vec<Instruction>,
+    /// Set when the block is a #UD raised because no lifter handles the instruction.
+    pub unimplemented: Option<u64>,
+    /// Executions so far (tier-up heuristics).
+    pub execs: AtomicU32,
+}
+
+/// Engine state shared by all vCPUs.
+pub struct Engine {
+    /// Configuration.
+    pub config: Config,
+    tbs: RwLock<HashMap<u64, Arc<Tb>>>,
+    /// page → pcs of TBs overlapping it.
+    pages: Mutex<HashMap<u64, Vec<u64>>>,
+    generation: AtomicU64,
+    translations: AtomicU64,
+}
+
+impl Engine {
+    /// A new engine.
+    pub fn new(config: Config) -> Arc<Engine> {
+        Arc::new(Engine {
+            config,
+            tbs: RwLock::new(HashMap::new()),
+            pages: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            translations: AtomicU64::new(0),
+        })
+    }
+
+    /// The invalidation generation (changes whenever TBs are removed).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Number of blocks translated so far.
+    pub fn translations(&self) -> u64 {
+        self.translations.load(Ordering::Relaxed)
+    }
+
+    /// The cached TB at `pc`, if any.
+    pub fn get(&self, pc: u64) -> Option<Arc<Tb>> {
+        self.tbs.read().unwrap_or_else(|e| e.into_inner()).get(&pc).cloned()
+    }
+
+    /// Look up or translate the TB at `pc`.
+    pub fn lookup(
+        &self,
+        pc: u64,
+        mem: &mut dyn GuestMemory,
+        end_limit: u64,
+    ) -> Result<Arc<Tb>, Fault> {
+        if let Some(tb) = self.get(pc) {
+            return Ok(tb);
+        }
+        let Translated { block, insns, unimplemented } =
+            translate(pc, mem, self.config.max_block_insns, end_limit)?;
+        if self.config.trace_translate {
+            trace(&block, &insns);
+        }
+        mem.watch_code(block.pc, block.end.max(block.pc + 1));
+        let tb = Arc::new(Tb { block, insns, unimplemented, execs: AtomicU32::new(0) });
+        self.translations.fetch_add(1, Ordering::Relaxed);
+        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = page_floor(tb.block.pc);
+        while p < tb.block.end.max(tb.block.pc + 1) {
+            pages.entry(p).or_default().push(pc);
+            p += PAGE_SIZE;
+        }
+        self.tbs.write().unwrap_or_else(|e| e.into_inner()).insert(pc, tb.clone());
+        Ok(tb)
+    }
+
+    /// Drop every TB overlapping one of `pages` (page-aligned addresses).
+    pub fn invalidate_pages(&self, pages_to_drop: &[u64]) {
+        if pages_to_drop.is_empty() {
+            return;
+        }
+        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tbs = self.tbs.write().unwrap_or_else(|e| e.into_inner());
+        let mut any = false;
+        for p in pages_to_drop {
+            if let Some(pcs) = pages.remove(p) {
+                for pc in pcs {
+                    any |= tbs.remove(&pc).is_some();
+                }
+            }
+        }
+        if any {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Drop every TB overlapping `[start, end)`.
+    pub fn invalidate_range(&self, start: u64, end: u64) {
+        let mut v = Vec::new();
+        let mut p = page_floor(start);
+        while p < end {
+            v.push(p);
+            p += PAGE_SIZE;
+        }
+        self.invalidate_pages(&v);
+    }
+
+    /// Drop every TB.
+    pub fn flush(&self) {
+        self.pages.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.tbs.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+fn trace(block: &Block, insns: &[Instruction]) {
+    use iced_x86::Formatter;
+    let mut f = iced_x86::IntelFormatter::new();
+    let mut s = String::new();
+    let mut out = format!("---- TB {:#x} ({} insns)\n", block.pc, insns.len());
+    for i in insns {
+        s.clear();
+        f.format(i, &mut s);
+        out.push_str(&format!("  {:#014x}  {s}\n", i.ip()));
+    }
+    out.push_str(&block.to_string());
+    eprint!("{out}");
+}

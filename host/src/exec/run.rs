@@ -1,0 +1,146 @@
+//! The per-vCPU run loop.
+
+use super::cache::{Engine, Tb};
+use crate::backend::{interp, BlockExit};
+use crate::config::{Config, Tier};
+use crate::cpu::{CpuState, Fault};
+use crate::mem::GuestMemory;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Why `Vcpu::run` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SYSCALL: `%rip` is the next instruction; the environment handles it.
+    Syscall,
+    /// A fault at `pc`; guest state is as before the instruction.
+    Fault {
+        /// The fault.
+        fault: Fault,
+        /// Faulting instruction.
+        pc: u64,
+        /// The instruction after it.
+        next: u64,
+    },
+    /// HLT.
+    Halt,
+    /// `interrupt` was raised (e.g. a signal is pending).
+    Interrupted,
+}
+
+const JC_SIZE: usize = 4096;
+
+/// One virtual CPU: state, memory handle, engine, jump cache.
+pub struct Vcpu<M: GuestMemory> {
+    /// Guest CPU state.
+    pub cpu: Box<CpuState>,
+    /// Guest memory.
+    pub mem: M,
+    /// The shared engine.
+    pub engine: Arc<Engine>,
+    /// Raised (from any thread or a signal handler) to make `run` return `Interrupted`.
+    pub interrupt: Arc<AtomicBool>,
+    jc: Vec<Option<Arc<Tb>>>,
+    jc_gen: u64,
+}
+
+impl<M: GuestMemory> Vcpu<M> {
+    /// A vCPU over `cpu` and `mem`.
+    pub fn new(engine: Arc<Engine>, cpu: Box<CpuState>, mem: M) -> Vcpu<M> {
+        let jc_gen = engine.generation();
+        Vcpu {
+            cpu,
+            mem,
+            engine,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            jc: vec![None; JC_SIZE],
+            jc_gen,
+        }
+    }
+
+    /// Drop the private jump cache (after invalidation elsewhere, or a flush).
+    pub fn flush_jump_cache(&mut self) {
+        self.jc.iter_mut().for_each(|e| *e = None);
+    }
+
+    /// Run from `%rip` until the environment must act.
+    pub fn run(&mut self) -> Exit {
+        self.run_inner(u64::MAX)
+    }
+
+    fn run_inner(&mut self, stop: u64) -> Exit {
+        loop {
+            if self.interrupt.load(Ordering::Relaxed) {
+                return Exit::Interrupted;
+            }
+            let pc = self.cpu.rip();
+            if pc == stop {
+                return Exit::Halt;
+            }
+            let gen = self.engine.generation();
+            if gen != self.jc_gen {
+                self.flush_jump_cache();
+                self.jc_gen = gen;
+            }
+            let idx = ((pc ^ (pc >> 12)) as usize) & (JC_SIZE - 1);
+            let hit = matches!(&self.jc[idx], Some(tb) if tb.block.pc == pc);
+            if !hit {
+                match self.engine.lookup(pc, &mut self.mem, stop) {
+                    Ok(tb) => self.jc[idx] = Some(tb),
+                    Err(fault) => return Exit::Fault { fault, pc, next: pc },
+                }
+            }
+            let Some(tb) = self.jc[idx].as_ref() else { unreachable!() };
+            let exit = interp::run_block(&tb.block, &mut self.cpu, &mut self.mem);
+            if self.mem.code_written() {
+                let pages = self.mem.take_code_writes();
+                self.engine.invalidate_pages(&pages);
+            }
+            match exit {
+                BlockExit::Jump(_) | BlockExit::Indirect { .. } | BlockExit::CodeWritten => {}
+                BlockExit::Syscall => return Exit::Syscall,
+                BlockExit::Halt => return Exit::Halt,
+                BlockExit::Fault { fault, next } => {
+                    return Exit::Fault { fault, pc: self.cpu.rip(), next };
+                }
+            }
+        }
+    }
+}
+
+/// How `run_snippet` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnippetExit {
+    /// `%rip` reached the stop address.
+    Reached,
+    /// A fault at `pc`.
+    Fault {
+        /// The fault.
+        fault: Fault,
+        /// Faulting instruction.
+        pc: u64,
+    },
+    /// A SYSCALL was executed (`%rip` after it).
+    Syscall,
+}
+
+/// Run guest code from `cpu.rip()` until `%rip == stop_pc` (blocks never extend past
+/// `stop_pc`), a fault, or a syscall. For tests: a fresh engine each call.
+pub fn run_snippet<M: GuestMemory>(
+    cpu: &mut CpuState,
+    mem: &mut M,
+    stop_pc: u64,
+    tier: Tier,
+) -> SnippetExit {
+    let engine = Engine::new(Config { tier, ..Config::default() });
+    let mut v = Vcpu::new(engine, Box::new(cpu.clone()), &mut *mem);
+    let r = v.run_inner(stop_pc);
+    *cpu = (*v.cpu).clone();
+    match r {
+        Exit::Halt if cpu.rip() == stop_pc => SnippetExit::Reached,
+        Exit::Halt => SnippetExit::Fault { fault: Fault::GeneralProtection(0), pc: cpu.rip() },
+        Exit::Syscall => SnippetExit::Syscall,
+        Exit::Fault { fault, pc, .. } => SnippetExit::Fault { fault, pc },
+        Exit::Interrupted => SnippetExit::Reached,
+    }
+}

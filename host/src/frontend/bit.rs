@@ -1,0 +1,5 @@
+//! The `bit` instruction family (being written).
+
+use super::dispatch::lifts;
+
+lifts! {}

@@ -1,0 +1,70 @@
+//! The lifter table: every family file declares its rows with `lifts!`; this file
+//! concatenates them into one array indexed by `iced_x86::Mnemonic`, built once.
+
+use super::cx::{LiftCx, Unsupported};
+use iced_x86::{Code, Mnemonic};
+use std::sync::OnceLock;
+
+/// A lifter: lifts `cx.i` or says the form is unsupported.
+pub type LiftFn = fn(&mut LiftCx<'_>) -> Result<(), Unsupported>;
+
+/// Declare a family's rows: `lifts! { Add => lift_add, Sub => lift_sub }`.
+macro_rules! lifts {
+    ($($m:ident => $f:path),* $(,)?) => {
+        pub(super) const LIFTS: &[(iced_x86::Mnemonic, super::dispatch::LiftFn)] =
+            &[$((iced_x86::Mnemonic::$m, $f)),*];
+    };
+}
+pub(crate) use lifts;
+
+fn families() -> [&'static [(Mnemonic, LiftFn)]; 12] {
+    [
+        super::alu::LIFTS,
+        super::bit::LIFTS,
+        super::branch::LIFTS,
+        super::cmov_set::LIFTS,
+        super::misc::LIFTS,
+        super::muldiv::LIFTS,
+        super::shift::LIFTS,
+        super::stack::LIFTS,
+        super::string::LIFTS,
+        super::system::LIFTS,
+        super::sse::LIFTS,
+        super::x87::LIFTS,
+    ]
+}
+
+fn table() -> &'static [Option<LiftFn>] {
+    static T: OnceLock<Vec<Option<LiftFn>>> = OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = vec![None; Mnemonic::values().count()];
+        for fam in families() {
+            for &(m, f) in fam {
+                assert!(t[m as usize].is_none(), "two lifters for {m:?}");
+                t[m as usize] = Some(f);
+            }
+        }
+        t
+    })
+}
+
+/// The lifter for a mnemonic.
+pub(crate) fn lifter(m: Mnemonic) -> Option<LiftFn> {
+    table()[m as usize]
+}
+
+/// Whether some family lifts `m`.
+pub fn is_lifted(m: Mnemonic) -> bool {
+    lifter(m).is_some()
+}
+
+/// All mnemonics with a lifter.
+pub fn lifted_mnemonics() -> Vec<Mnemonic> {
+    families().iter().flat_map(|f| f.iter().map(|r| r.0)).collect()
+}
+
+/// All 64-bit-mode `Code`s whose mnemonic has a lifter. A lifter may still refuse a form
+/// (privileged, unusual operands); `lift_probe` tells for a concrete instruction.
+pub fn lifted_codes() -> Vec<Code> {
+    Code::values().filter(|c| is_lifted(c.mnemonic()) && c.op_code().mode64()).collect()
+}

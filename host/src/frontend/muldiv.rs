@@ -1,0 +1,5 @@
+//! The `muldiv` instruction family (being written).
+
+use super::dispatch::lifts;
+
+lifts! {}

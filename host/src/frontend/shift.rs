@@ -1,0 +1,5 @@
+//! The `shift` instruction family (being written).
+
+use super::dispatch::lifts;
+
+lifts! {}

@@ -1,0 +1,5 @@
+//! The `sse` instruction family (being written).
+
+use super::dispatch::lifts;
+
+lifts! {}

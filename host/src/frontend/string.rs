@@ -1,0 +1,5 @@
+//! The `string` instruction family (being written).
+
+use super::dispatch::lifts;
+
+lifts! {}

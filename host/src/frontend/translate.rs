@@ -1,0 +1,240 @@
+//! Cutting and lifting one translation block.
+
+use super::cx::{LiftCx, Unsupported};
+use super::dispatch::lifter;
+use super::flags::FlagState;
+use crate::cpu::{Fault, Width};
+use crate::ir::{Block, InsnMeta, Op, Slot, Term, UnOp};
+use crate::mem::GuestMemory;
+use iced_x86::{Decoder, DecoderError, DecoderOptions, FlowControl, Instruction, Mnemonic};
+
+/// A translated block plus the decoded instructions (for plugin views and tracing).
+pub struct Translated {
+    /// The IR.
+    pub block: Block,
+    /// The guest instructions, one per `block.insns` entry.
+    pub insns: Vec<Instruction>,
+    /// Set when the block ends in #UD because no lifter handles the instruction there
+    /// (as opposed to an architecturally undefined opcode).
+    pub unimplemented: Option<u64>,
+}
+
+fn ends_block(i: &Instruction) -> bool {
+    !matches!(i.flow_control(), FlowControl::Next)
+        || matches!(i.mnemonic(), Mnemonic::Syscall | Mnemonic::Hlt | Mnemonic::Cpuid)
+}
+
+/// Translate the block starting at `pc`. Fails only if the first instruction cannot be
+/// fetched (the fault to raise at `pc`).
+pub fn translate(
+    pc: u64,
+    mem: &mut dyn GuestMemory,
+    max_insns: usize,
+    end_limit: u64,
+) -> Result<Translated, Fault> {
+    let mut buf = vec![0u8; max_insns.clamp(1, 256) * 15];
+    let n = mem.fetch_code(pc, &mut buf)?;
+    let mut dec = Decoder::with_ip(64, &buf[..n], pc, DecoderOptions::NONE);
+    let mut insns: Vec<Instruction> = Vec::new();
+    let mut trailing_fault: Option<Term> = None;
+    while insns.len() < max_insns {
+        if !dec.can_decode() {
+            break;
+        }
+        if dec.ip() >= end_limit && !insns.is_empty() {
+            break;
+        }
+        let i = dec.decode();
+        if i.is_invalid() {
+            if dec.last_error() == DecoderError::NoMoreBytes && n < buf.len() {
+                // The instruction runs into a page we cannot fetch.
+                if insns.is_empty() {
+                    let addr = pc + n as u64;
+                    return Err(Fault::PageFault {
+                        addr,
+                        code: crate::cpu::pf::USER | crate::cpu::pf::FETCH,
+                    });
+                }
+            } else if insns.is_empty() {
+                let len = (i.len() as u64).max(1);
+                trailing_fault =
+                    Some(Term::Fault { fault: Fault::InvalidOpcode, pc, next: pc + len });
+            }
+            break;
+        }
+        insns.push(i);
+        if ends_block(&i) {
+            break;
+        }
+    }
+    if insns.is_empty() {
+        let term =
+            trailing_fault.unwrap_or(Term::Fault { fault: Fault::InvalidOpcode, pc, next: pc + 1 });
+        let block =
+            Block { pc, end: pc + 1, ops: vec![], insns: vec![], term, temps: 0, fixups: vec![] };
+        return Ok(Translated { block, insns, unimplemented: None });
+    }
+    Ok(lift(pc, insns))
+}
+
+/// Liveness of status flags after each instruction (iced `RflagsBits`).
+fn flag_liveness(insns: &[Instruction]) -> Vec<u32> {
+    let mut live = u32::MAX;
+    let mut out = vec![0; insns.len()];
+    for (k, i) in insns.iter().enumerate().rev() {
+        out[k] = live;
+        live = (live & !i.rflags_modified()) | i.rflags_read();
+    }
+    out
+}
+
+fn lift(pc: u64, mut insns: Vec<Instruction>) -> Translated {
+    let live = flag_liveness(&insns);
+    let mut cx = LiftCx::new(&insns[0]);
+    let mut metas: Vec<InsnMeta> = Vec::with_capacity(insns.len());
+    let mut fixups: Vec<(u32, Vec<Op>)> = Vec::new();
+    let mut term = None;
+    let mut unimplemented = None;
+    let mut lifted = 0;
+    for k in 0..insns.len() {
+        let i = &insns[k];
+        cx.i = i;
+        cx.pc = i.ip();
+        cx.next = i.next_ip();
+        cx.live_out = live[k];
+        cx.mem_addr = None;
+        let snap = (cx.ops.len(), cx.temps, cx.flags);
+        if let FlagState::Pending(_) = cx.flags {
+            fixups.push((k as u32, cx.flags.commit_ops()));
+        }
+        let r = match lifter(i.mnemonic()) {
+            Some(f) => f(&mut cx),
+            None => Err(Unsupported),
+        };
+        if r.is_err() || cx.temps as usize > crate::cpu::MAX_TEMPS - 64 {
+            cx.ops.truncate(snap.0);
+            cx.temps = snap.1;
+            cx.flags = snap.2;
+            cx.term = None;
+            if fixups.last().is_some_and(|f| f.0 == k as u32) {
+                fixups.pop();
+            }
+            if k == 0 {
+                if r.is_err() {
+                    unimplemented = Some(i.ip());
+                }
+                term = Some(Term::Fault {
+                    fault: Fault::InvalidOpcode,
+                    pc: i.ip(),
+                    next: i.next_ip(),
+                });
+                metas.push(InsnMeta {
+                    pc: i.ip(),
+                    len: i.len() as u8,
+                    first_op: cx.ops.len() as u32,
+                });
+                lifted = 1;
+            } else {
+                term = Some(Term::Jump(i.ip()));
+            }
+            break;
+        }
+        metas.push(InsnMeta { pc: i.ip(), len: i.len() as u8, first_op: snap.0 as u32 });
+        lifted = k + 1;
+        if let Some(t) = cx.term.take() {
+            term = Some(t);
+            break;
+        }
+    }
+    let end_pc = metas.last().map_or(pc, |m| m.pc + m.len as u64);
+    let term = term.unwrap_or(Term::Jump(end_pc));
+    cx.commit_flags();
+    let mut ops = std::mem::take(&mut cx.ops);
+    let temps = cx.temps;
+    fold_moves(&mut ops, &mut metas, &fixups, &term);
+    insns.truncate(lifted);
+    let block = Block { pc, end: end_pc, ops, insns: metas, term, temps, fixups };
+    debug_assert!(crate::ir::verify(&block).is_ok(), "{:?}\n{block}", crate::ir::verify(&block));
+    Translated { block, insns, unimplemented }
+}
+
+/// Fold `t = op ...; g = mov t` into `g = op ...` when `t` has no other use (the common
+/// shape of lifted register writes). Keeps instruction boundaries: never folds across one.
+fn fold_moves(ops: &mut Vec<Op>, metas: &mut [InsnMeta], fixups: &[(u32, Vec<Op>)], term: &Term) {
+    let mut uses: std::collections::HashMap<Slot, u32> = Default::default();
+    let mut count = |s: Slot| {
+        if !s.is_guest() {
+            *uses.entry(s).or_default() += 1;
+        }
+    };
+    for op in ops.iter() {
+        op.for_each_src(&mut count);
+    }
+    for (_, f) in fixups {
+        for op in f {
+            op.for_each_src(&mut count);
+        }
+    }
+    match *term {
+        Term::Branch { c, .. } => count(c),
+        Term::Indirect { target, .. } => count(target),
+        _ => {}
+    }
+    let starts: std::collections::HashSet<u32> = metas.iter().map(|m| m.first_op).collect();
+    let mut keep = vec![true; ops.len()];
+    for j in 1..ops.len() {
+        let (dst, src, zext32) = match ops[j] {
+            Op::Mov { dst, src } => (dst, src, false),
+            Op::Un { op: UnOp::Zext, w: Width::W32, dst, a } => (dst, a, true),
+            _ => continue,
+        };
+        if !dst.is_guest() || src.is_guest() || uses.get(&src) != Some(&1) {
+            continue;
+        }
+        if !keep[j - 1] || starts.contains(&(j as u32)) || ops[j - 1].dst() != Some(src) {
+            continue;
+        }
+        let foldable = match ops[j - 1] {
+            Op::Bin { w, .. } | Op::BinImm { w, .. } | Op::Load { w, .. } => {
+                !zext32 || w != Width::W64
+            }
+            Op::Un { op, w, .. } => !zext32 || (op != UnOp::Sext && w != Width::W64),
+            Op::Cmp { .. } | Op::CmpImm { .. } => true,
+            Op::Const { imm, .. } => !zext32 || imm <= u32::MAX as u64,
+            Op::Select { .. } | Op::Mov { .. } => !zext32,
+            _ => false,
+        };
+        if !foldable {
+            continue;
+        }
+        super::cx::set_dst(&mut ops[j - 1], dst);
+        keep[j] = false;
+    }
+    if keep.iter().all(|k| *k) {
+        return;
+    }
+    let mut new_index = Vec::with_capacity(ops.len() + 1);
+    let mut n = 0u32;
+    for k in &keep {
+        new_index.push(n);
+        n += *k as u32;
+    }
+    new_index.push(n);
+    for m in metas.iter_mut() {
+        m.first_op = new_index[m.first_op as usize];
+    }
+    let mut it = keep.iter();
+    ops.retain(|_| *it.next().unwrap_or(&true));
+}
+
+/// Whether a lifter accepts this instruction (for test generators).
+pub fn lift_probe(i: &Instruction) -> bool {
+    match lifter(i.mnemonic()) {
+        None => false,
+        Some(f) => {
+            let mut cx = LiftCx::new(i);
+            cx.live_out = u32::MAX;
+            f(&mut cx).is_ok()
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The `x87` instruction family (being written).
+
+use super::dispatch::lifts;
+
+lifts! {}
