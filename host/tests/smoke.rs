@@ -48,3 +48,22 @@ fn null_load_is_a_page_fault_with_state_intact() {
     assert_eq!(cpu.gpr(3), 7);
     assert_eq!(cpu.gpr(0), 0x1234);
 }
+
+#[test]
+fn loop_block_ir_is_compact() {
+    // l: add rax, rcx ; mov rdx, rax ; and rdx, 0xff ; add rbx, rdx ; dec ecx ; jnz l
+    let code = [
+        0x48, 0x01, 0xc8, 0x48, 0x89, 0xc2, 0x48, 0x81, 0xe2, 0xff, 0, 0, 0, 0x48, 0x01, 0xd3,
+        0xff, 0xc9, 0x75, 0xee,
+    ];
+    let (mut mem, start, _end) = setup(&code);
+    let t = blockscope::frontend::translate(start, &mut mem, 64, u64::MAX).unwrap();
+    let text = t.block.to_string();
+    if std::env::var_os("BLOCKSCOPE_SHOW_IR").is_some() {
+        eprintln!("{text}");
+    }
+    // Flags of add/and are dead (overwritten before read); dec+jnz fuse into one compare.
+    assert!(!text.contains("flags_"), "no flag helpers expected:\n{text}");
+    assert!(text.contains("icmp.ne.i32"), "jnz should be one compare:\n{text}");
+    assert!(t.block.ops.len() <= 12, "too many ops:\n{text}");
+}

@@ -19,8 +19,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("system", &["exec", "mem", "cpu", "ir", "frontend", "backend", "plugin", "config"]),
 ];
 
-const MODULES: &[&str] =
-    &["cpu", "mem", "ir", "frontend", "backend", "plugin", "exec", "user", "system", "config", "cli"];
+const MODULES: &[&str] = &[
+    "cpu", "mem", "ir", "frontend", "backend", "plugin", "exec", "user", "system", "config", "cli",
+];
 
 fn rs_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else { return };
@@ -71,7 +72,8 @@ fn modules_only_use_modules_below_them() {
                     }
                 }
                 if matches!(*module, "ir" | "frontend")
-                    && (code.contains("Direct") && code.contains("mem::") || code.contains("SoftMmu"))
+                    && (code.contains("Direct") && code.contains("mem::")
+                        || code.contains("SoftMmu"))
                 {
                     violations.push(format!(
                         "{}:{}: `{module}` names a memory model",

@@ -27,7 +27,9 @@ fn tiers() -> Vec<String> {
 
 fn have_gcc() -> bool {
     static G: OnceLock<bool> = OnceLock::new();
-    *G.get_or_init(|| Command::new("gcc").arg("--version").output().is_ok_and(|o| o.status.success()))
+    *G.get_or_init(|| {
+        Command::new("gcc").arg("--version").output().is_ok_and(|o| o.status.success())
+    })
 }
 
 fn static_libc() -> bool {
@@ -79,7 +81,10 @@ fn show(o: &Output) -> String {
 fn compare(prog: &Path, args: &[&str]) {
     let native = run(Command::new(prog).args(args));
     for tier in tiers() {
-        let emu = run(Command::new(blockscope()).args(["run", "--tier", &tier, "--"]).arg(prog).args(args));
+        let emu = run(Command::new(blockscope())
+            .args(["run", "--tier", &tier, "--"])
+            .arg(prog)
+            .args(args));
         let same = emu.stdout == native.stdout
             && emu.stderr == native.stderr
             && emu.status.code() == native.status.code()

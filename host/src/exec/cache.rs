@@ -71,19 +71,28 @@ impl Engine {
         if let Some(tb) = self.get(pc) {
             return Ok(tb);
         }
-        let Translated { block, insns, unimplemented } =
+        let Translated { block, insns, unimplemented, depends_on } =
             translate(pc, mem, self.config.max_block_insns, end_limit)?;
         if self.config.trace_translate {
             trace(&block, &insns);
         }
-        mem.watch_code(block.pc, block.end.max(block.pc + 1));
+        let mut ranges = vec![(block.pc, block.end.max(block.pc + 1))];
+        ranges.extend(depends_on);
+        for &(s, e) in &ranges {
+            mem.watch_code(s, e);
+        }
         let tb = Arc::new(Tb { block, insns, unimplemented, execs: AtomicU32::new(0) });
         self.translations.fetch_add(1, Ordering::Relaxed);
         let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        let mut p = page_floor(tb.block.pc);
-        while p < tb.block.end.max(tb.block.pc + 1) {
-            pages.entry(p).or_default().push(pc);
-            p += PAGE_SIZE;
+        for (s, e) in ranges {
+            let mut p = page_floor(s);
+            while p < e {
+                let v = pages.entry(p).or_default();
+                if v.last() != Some(&pc) {
+                    v.push(pc);
+                }
+                p += PAGE_SIZE;
+            }
         }
         self.tbs.write().unwrap_or_else(|e| e.into_inner()).insert(pc, tb.clone());
         Ok(tb)

@@ -17,6 +17,9 @@ pub struct Translated {
     /// Set when the block ends in #UD because no lifter handles the instruction there
     /// (as opposed to an architecturally undefined opcode).
     pub unimplemented: Option<u64>,
+    /// Code ranges outside the block whose bytes its translation depends on (the flag
+    /// lookahead at successors): a write there must invalidate this block too.
+    pub depends_on: Vec<(u64, u64)>,
 }
 
 fn ends_block(i: &Instruction) -> bool {
@@ -72,14 +75,85 @@ pub fn translate(
             trailing_fault.unwrap_or(Term::Fault { fault: Fault::InvalidOpcode, pc, next: pc + 1 });
         let block =
             Block { pc, end: pc + 1, ops: vec![], insns: vec![], term, temps: 0, fixups: vec![] };
-        return Ok(Translated { block, insns, unimplemented: None });
+        return Ok(Translated { block, insns, unimplemented: None, depends_on: vec![] });
     }
-    Ok(lift(pc, insns))
+    let mut depends_on = Vec::new();
+    let exit_live = exit_liveness(insns.last().expect("non-empty"), mem, &mut depends_on);
+    let mut t = lift(pc, insns, exit_live);
+    t.depends_on = depends_on;
+    Ok(t)
+}
+
+const STATUS: u32 = iced_x86::RflagsBits::OF
+    | iced_x86::RflagsBits::SF
+    | iced_x86::RflagsBits::ZF
+    | iced_x86::RflagsBits::AF
+    | iced_x86::RflagsBits::CF
+    | iced_x86::RflagsBits::PF;
+
+/// Status flags that may be read after the block: the union over its direct successors of
+/// the flags a straight-line lookahead reads before writing. Unknown successors (returns,
+/// indirect jumps, syscalls, traps) keep every flag live.
+fn exit_liveness(last: &Instruction, mem: &mut dyn GuestMemory, deps: &mut Vec<(u64, u64)>) -> u32 {
+    let succs: Vec<u64> = match last.flow_control() {
+        FlowControl::Next => vec![last.next_ip()],
+        FlowControl::ConditionalBranch if is_direct(last) => {
+            vec![last.near_branch_target(), last.next_ip()]
+        }
+        FlowControl::UnconditionalBranch | FlowControl::Call if is_direct(last) => {
+            vec![last.near_branch_target()]
+        }
+        _ => return u32::MAX,
+    };
+    let mut live = !STATUS;
+    for pc in succs {
+        live |= lookahead(pc, mem, deps);
+    }
+    live
+}
+
+fn is_direct(i: &Instruction) -> bool {
+    matches!(
+        i.op0_kind(),
+        iced_x86::OpKind::NearBranch64
+            | iced_x86::OpKind::NearBranch32
+            | iced_x86::OpKind::NearBranch16
+    )
+}
+
+/// Status flags read by code at `pc` before being overwritten (looking at up to 16
+/// straight-line instructions; anything undecided counts as read).
+fn lookahead(pc: u64, mem: &mut dyn GuestMemory, deps: &mut Vec<(u64, u64)>) -> u32 {
+    let mut buf = [0u8; 16 * 15];
+    let Ok(n) = mem.fetch_code(pc, &mut buf) else { return STATUS };
+    let mut dec = Decoder::with_ip(64, &buf[..n], pc, DecoderOptions::NONE);
+    let (mut live, mut written) = (0u32, 0u32);
+    deps.push((pc, pc + n as u64));
+    for _ in 0..16 {
+        if !dec.can_decode() {
+            break;
+        }
+        let i = dec.decode();
+        if i.is_invalid()
+            || matches!(i.mnemonic(), Mnemonic::Syscall | Mnemonic::Int | Mnemonic::Int3)
+        {
+            break;
+        }
+        live |= i.rflags_read() & !written;
+        written |= i.rflags_modified();
+        if written & STATUS == STATUS {
+            return live & STATUS;
+        }
+        if !matches!(i.flow_control(), FlowControl::Next) {
+            break;
+        }
+    }
+    (live | !written) & STATUS
 }
 
 /// Liveness of status flags after each instruction (iced `RflagsBits`).
-fn flag_liveness(insns: &[Instruction]) -> Vec<u32> {
-    let mut live = u32::MAX;
+fn flag_liveness(insns: &[Instruction], exit_live: u32) -> Vec<u32> {
+    let mut live = exit_live;
     let mut out = vec![0; insns.len()];
     for (k, i) in insns.iter().enumerate().rev() {
         out[k] = live;
@@ -88,8 +162,8 @@ fn flag_liveness(insns: &[Instruction]) -> Vec<u32> {
     out
 }
 
-fn lift(pc: u64, mut insns: Vec<Instruction>) -> Translated {
-    let live = flag_liveness(&insns);
+fn lift(pc: u64, mut insns: Vec<Instruction>, exit_live: u32) -> Translated {
+    let live = flag_liveness(&insns, exit_live);
     let mut cx = LiftCx::new(&insns[0]);
     let mut metas: Vec<InsnMeta> = Vec::with_capacity(insns.len());
     let mut fixups: Vec<(u32, Vec<Op>)> = Vec::new();
@@ -148,14 +222,19 @@ fn lift(pc: u64, mut insns: Vec<Instruction>) -> Translated {
     }
     let end_pc = metas.last().map_or(pc, |m| m.pc + m.len as u64);
     let term = term.unwrap_or(Term::Jump(end_pc));
-    cx.commit_flags();
+    // A block cut short (unsupported instruction at k > 0) ends at an instruction whose
+    // flag reads the liveness already accounted for; otherwise `exit_live` decides.
+    let cut_short = lifted < insns.len();
+    if cut_short || exit_live & STATUS != 0 {
+        cx.commit_flags();
+    }
     let mut ops = std::mem::take(&mut cx.ops);
     let temps = cx.temps;
     fold_moves(&mut ops, &mut metas, &fixups, &term);
     insns.truncate(lifted);
     let block = Block { pc, end: end_pc, ops, insns: metas, term, temps, fixups };
     debug_assert!(crate::ir::verify(&block).is_ok(), "{:?}\n{block}", crate::ir::verify(&block));
-    Translated { block, insns, unimplemented }
+    Translated { block, insns, unimplemented, depends_on: Vec::new() }
 }
 
 /// Fold `t = op ...; g = mov t` into `g = op ...` when `t` has no other use (the common
