@@ -14,10 +14,18 @@ lifts! {
 
 type R = Result<(), Unsupported>;
 
-/// Copy `a` to a temporary if the destination register is `a` itself and flags are needed
-/// (the flags want the operand's old value).
+/// The guest slot operand 0 writes, if it is a register.
+fn dest_slot(cx: &LiftCx<'_>) -> Option<Slot> {
+    if cx.i.op0_kind() != iced_x86::OpKind::Register {
+        return None;
+    }
+    super::operand::gpr_ref(cx.i.op0_register()).map(|g| Slot(crate::cpu::slot::gpr(g.n)))
+}
+
+/// Copy `a` to a temporary if it is the destination register and flags are needed (the
+/// flags want the operand's value from before the write).
 fn keep_old(cx: &mut LiftCx<'_>, a: Slot) -> Slot {
-    if a.is_guest() && cx.flags_needed() {
+    if a.is_guest() && cx.flags_needed() && dest_slot(cx) == Some(a) {
         let t = cx.temp();
         cx.emit(Op::Mov { dst: t, src: a });
         t
@@ -53,8 +61,9 @@ fn arith(cx: &mut LiftCx<'_>, op: BinOp, fop: FlagOp) -> R {
         }
         None => {
             let b = cx.read(1)?;
+            let b_old = if fop == FlagOp::Logic { b } else { keep_old(cx, b) };
             let res = cx.write_op(0, Op::Bin { op, w, dst: Slot(0), a, b })?;
-            cx.set_flags(fop, w, res, a_old, b, Slot(0));
+            cx.set_flags(fop, w, res, a_old, b_old, Slot(0));
         }
     }
     Ok(())
@@ -111,6 +120,7 @@ fn carry_arith(cx: &mut LiftCx<'_>, sub: bool) -> R {
         cas_commit(cx, w, a, r)?;
     } else {
         let a = keep_old(cx, a);
+        let b = keep_old(cx, b);
         cx.write(0, r)?;
         let fop = if sub { FlagOp::Sbb } else { FlagOp::Adc };
         cx.set_flags(fop, w, r, a, b, cin);
