@@ -1,5 +1,14 @@
-//! Test support for blockscope integration tests: the native runner, the emulator adapter,
-//! the instruction-case generator, state comparison and the golden-file parser.
+//! Test support for blockscope integration tests: the native runner (`native`), the
+//! emulator adapter (`emu`), the instruction-case generator (`gen`, `inputs`), one-case
+//! execution across the host and both tiers (`case`), state comparison (`compare`) and the
+//! golden-file parser (`golden`).
 
+pub mod case;
+pub mod compare;
+pub mod driver;
+pub mod emu;
+pub mod gen;
+pub mod inputs;
 pub mod native;
+pub mod rng;
 pub mod state;

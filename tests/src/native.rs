@@ -17,8 +17,9 @@
 //!
 //! A snippet that faults natively (#DE, #GP, #UD, #PF, #XM, ...) is caught by a
 //! process-wide handler for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGTRAP: when the faulting
-//! pc lies in a registered runner's first two pages it records the signal and trap number
-//! and resumes at the recovery stub, which restores the host as the epilogue does. Signals
+//! pc lies in a registered runner's first two pages, or the thread is inside a native run
+//! (a snippet that jumped away), it records the signal and trap number and resumes at the
+//! recovery stub, which restores the host as the epilogue does. Signals
 //! from anywhere else go to the handler that was installed before ours (for SIGSEGV/SIGBUS
 //! that is `blockscope::mem`'s guest-accessor handler, installed first on purpose). The
 //! handler runs on an alternate signal stack (set up per thread) because the guest rsp may
@@ -115,6 +116,12 @@ static RUNNERS: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 const SIGNALS: [i32; 5] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP];
 static PREV_ACTION: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
 static PREV_FLAGS: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+
+thread_local! {
+    /// Base of the runner whose snippet this thread is executing (0 = none). Read by the
+    /// signal handler to recover from a snippet that jumped outside its pages.
+    static IN_RUN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 fn rip_mem(addr: u64) -> MemoryOperand {
     MemoryOperand::with_base_displ(Register::RIP, addr as i64)
@@ -357,8 +364,10 @@ impl NativeRunner {
         // arguments that preserves the host's callee-saved state on both of its exits
         // (module header); the snippet it jumps to was written by the harness.
         let f: unsafe extern "sysv64" fn() -> u64 = unsafe { std::mem::transmute(self.base) };
+        IN_RUN.with(|c| c.set(self.base as u64));
         // SAFETY: see above.
         let status = unsafe { f() };
+        IN_RUN.with(|c| c.set(0));
         if status != 0 || self.ctl_read(offset_of!(Ctl, faulted)) != 0 {
             return Outcome::Fault(self.fault_kind());
         }
@@ -417,9 +426,10 @@ extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, uctx: *mut libc::c
         let uc = &mut *(uctx as *mut libc::ucontext_t);
         let gregs = &mut uc.uc_mcontext.gregs;
         let rip = gregs[libc::REG_RIP as usize] as u64;
+        let current = IN_RUN.with(|c| c.get());
         for r in &RUNNERS {
             let b = r.load(Ordering::SeqCst);
-            if b == 0 || !(b..b + 2 * PAGE).contains(&rip) {
+            if b == 0 || !((b..b + 2 * PAGE).contains(&rip) || b == current) {
                 continue;
             }
             let ctl = (b + 2 * PAGE) as *mut Ctl;

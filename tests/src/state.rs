@@ -82,15 +82,15 @@ impl fmt::Debug for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Done { regs, marker, .. } => {
-                write!(f, "Done(marker {marker}) {}", RegsDisplay(regs))
+                write!(f, "Done(marker {marker}) {}", RegsDisplay(regs, true))
             }
             Outcome::Fault(k) => write!(f, "Fault({k:?})"),
         }
     }
 }
 
-/// Multi-line display of a register state (non-zero XMMs only).
-pub struct RegsDisplay<'a>(pub &'a Regs);
+/// Multi-line display of a register state; with `.1` set, also the non-zero XMMs.
+pub struct RegsDisplay<'a>(pub &'a Regs, pub bool);
 
 impl fmt::Display for RegsDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,7 +103,7 @@ impl fmt::Display for RegsDisplay<'_> {
         }
         write!(f, "\n    rflags={:#x} [{}] mxcsr={:#x}", r.rflags, flag_names(r.rflags), r.mxcsr)?;
         for (i, x) in r.xmm.iter().enumerate() {
-            if *x != 0 {
+            if *x != 0 && self.1 {
                 write!(f, "\n    xmm{i}={x:032x}")?;
             }
         }
