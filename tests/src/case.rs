@@ -75,10 +75,16 @@ fn landing(at: u64, marker: u64, value: u8, join: u64) -> Vec<u8> {
 pub fn assemble(ins: &Instruction, l: &Layout, place: &Placement) -> Result<Snippet, Skip> {
     let mut enc = *ins;
     let bytes = encode_check(&mut enc, place.insn)?;
+    snippet_from_bytes(&bytes, l, place)
+}
+
+/// Build the snippet for one instruction given by its bytes, placed at `place.insn`.
+pub fn snippet_from_bytes(bytes: &[u8], l: &Layout, place: &Placement) -> Result<Snippet, Skip> {
+    let bytes = bytes.to_vec();
     // Work with the decoded form: it has length, next ip and prefixes exactly as executed.
     let insn = iced_x86::Decoder::with_ip(64, &bytes, place.insn, 0).decode();
     if insn.is_invalid() || insn.len() != bytes.len() {
-        return Err(format!("encoding of {:?} does not decode back", ins.code()));
+        return Err(format!("bytes {} are not exactly one instruction", hex(&bytes)));
     }
     let page = l.test_page;
     let at = |a: u64| (a - page) as usize;

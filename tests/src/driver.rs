@@ -226,3 +226,38 @@ fn failure(rep: &mut GroupReport, code: Code) -> &mut (Vec<Code>, usize, Vec<Str
 fn mnemonic_name(m: Mnemonic) -> String {
     format!("{m:?}").to_lowercase()
 }
+
+/// Harness self-check: run a few inputs of every runnable form in `codes` natively twice
+/// (no emulator) and return the forms run and those whose two runs differ. Exercises the
+/// generator and the native runner on forms the frontend does not lift yet.
+pub fn native_selfcheck(codes: &[Code], inputs_per_form: usize) -> (usize, Vec<String>) {
+    let mut runner = NativeRunner::new();
+    let l = runner.layout();
+    let place = Placement::new(&l);
+    let mut info = InstructionInfoFactory::new();
+    let (mut ran, mut bad) = (0, Vec::new());
+    for &code in codes {
+        let mut rng = Rng::new(hash_str(&format!("{code:?}")));
+        let Ok(form) = instances(code, &l, &place, &mut rng) else { continue };
+        ran += 1;
+        let step = form.instances.len().div_ceil(inputs_per_form).max(1);
+        for (ii, ins) in form.instances.iter().enumerate().step_by(step) {
+            let Ok(snip) = assemble(ins, &l, &place) else { continue };
+            runner.set_code(&snip.code);
+            let used = info.info(&snip.insn).used_memory().to_vec();
+            let mut base = vec![0u8; SCRATCH_LEN];
+            rng.fill(&mut base);
+            let input = make_input(&snip.insn, &used, &l, &place, &base, &mut rng, Some(ii));
+            let a = runner.run(snip.entry, &input.regs, &input.mem);
+            let b = runner.run(snip.entry, &input.regs, &input.mem);
+            if a != b {
+                bad.push(format!(
+                    "{}  [{}]",
+                    crate::case::disasm(&snip.insn),
+                    crate::compare::hex(&snip.bytes)
+                ));
+            }
+        }
+    }
+    (ran, bad)
+}

@@ -252,6 +252,13 @@ pub fn check_form(code: Code) -> Result<(), Skip> {
         classify(*k)?;
     }
     let probe = with_code(code);
+    if probe
+        .cpuid_features()
+        .iter()
+        .any(|f| matches!(f, CpuidFeature::FPU | CpuidFeature::FPU287 | CpuidFeature::FPU387))
+    {
+        return Err("x87 state not modelled by the harness".into());
+    }
     for f in probe.cpuid_features() {
         if !host_has(*f) {
             return Err(format!("host lacks {f:?}"));

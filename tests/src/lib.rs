@@ -8,6 +8,7 @@ pub mod compare;
 pub mod driver;
 pub mod emu;
 pub mod gen;
+pub mod golden;
 pub mod inputs;
 pub mod native;
 pub mod rng;

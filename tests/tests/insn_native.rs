@@ -83,3 +83,16 @@ fn branch_forms_match_host() {
 fn string_forms_match_host() {
     run_group("string", |c| !is_branch(c) && is_string(c));
 }
+
+/// The harness itself on every form it can run, lifted or not: generation, encoding and
+/// native execution work and are deterministic (two runs of one input agree).
+#[test]
+fn native_runs_of_all_forms_are_deterministic() {
+    let codes: Vec<Code> = Code::values()
+        .filter(|c| blockscope_tests::gen::check_form(*c).is_ok() && filter_accepts(*c))
+        .collect();
+    let (ran, bad) = blockscope_tests::driver::native_selfcheck(&codes, 4);
+    println!("native self-check: {ran} forms run");
+    assert!(ran > 500, "only {ran} forms could be run natively");
+    assert!(bad.is_empty(), "native runs differ between two identical runs: {bad:#?}");
+}
