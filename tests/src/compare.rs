@@ -89,3 +89,39 @@ fn mem_diff(a: &[u8], b: &[u8]) -> Vec<String> {
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Regs;
+
+    fn done(f: impl FnOnce(&mut Regs, &mut Vec<u8>)) -> Outcome {
+        let mut r = Regs::default();
+        let mut m = vec![0u8; 64];
+        f(&mut r, &mut m);
+        Outcome::Done { regs: Box::new(r), mem: m, marker: 0 }
+    }
+
+    #[test]
+    fn reports_each_differing_field_and_honours_the_flag_mask() {
+        let a = done(|r, m| {
+            r.gpr[3] = 1;
+            r.rflags = 0x801;
+            m[5] = 9;
+        });
+        let b = done(|r, _| {
+            r.gpr[3] = 2;
+            r.rflags = 0x001;
+        });
+        let d = diff(&a, &b, 0xcd5);
+        assert_eq!(d.len(), 3, "{d:#?}");
+        assert!(d[0].starts_with("rbx:"));
+        assert!(d[1].contains("differ in [OF]"));
+        assert!(d[2].starts_with("scratch[0x5..0x6]"));
+        // OF masked off (undefined): only rbx and memory differ.
+        assert_eq!(diff(&a, &b, 0xcd5 & !0x800).len(), 2);
+        assert!(diff(&a, &a, 0xcd5).is_empty());
+        let f = Outcome::Fault(crate::state::FaultKind::DivideError);
+        assert_eq!(diff(&f, &a, 0).len(), 1);
+    }
+}

@@ -39,8 +39,10 @@ pub struct GroupReport {
     pub faults_by: BTreeMap<String, usize>,
     /// Skipped forms by reason.
     pub skipped: BTreeMap<String, Vec<Code>>,
-    /// Instances the lifter refuses, by form.
+    /// Forms whose every instance the lifter refuses.
     pub not_lifted: Vec<Code>,
+    /// Forms where the lifter refuses some instances: (form, refused, total).
+    pub partly_lifted: Vec<(Code, usize, usize)>,
     /// Failing forms by mnemonic: (forms, failing inputs, printed reports).
     pub failures: BTreeMap<String, (Vec<Code>, usize, Vec<String>)>,
 }
@@ -73,6 +75,11 @@ impl GroupReport {
         if !self.not_lifted.is_empty() {
             let names: Vec<String> = self.not_lifted.iter().map(|c| format!("{c:?}")).collect();
             s += &format!("-- lifter refuses {} forms: {}\n", names.len(), names.join(", "));
+        }
+        if !self.partly_lifted.is_empty() {
+            let v: Vec<String> =
+                self.partly_lifted.iter().map(|(c, r, t)| format!("{c:?} ({r}/{t})")).collect();
+            s += &format!("-- lifter refuses some instances of: {}\n", v.join(", "));
         }
         for (m, (codes, n, reports)) in &self.failures {
             s += &format!("-- FAIL {m}: {} forms, {n} failing inputs\n", codes.len());
@@ -121,6 +128,7 @@ pub fn run_forms(codes: &[Code]) -> GroupReport {
         let per_inst = per_form.div_ceil(n_inst).max(2);
         let mut lifted_any = false;
         let mut ran_form = false;
+        let mut refused = 0;
         'inst: for (ii, ins) in form.instances.iter().enumerate() {
             let snip = match assemble(ins, &l, &place) {
                 Ok(s) => s,
@@ -131,7 +139,10 @@ pub fn run_forms(codes: &[Code]) -> GroupReport {
             };
             match catch_unwind(|| blockscope::frontend::lift_probe(&snip.insn)) {
                 Ok(true) => {}
-                Ok(false) => continue,
+                Ok(false) => {
+                    refused += 1;
+                    continue;
+                }
                 Err(p) => {
                     let e = failure(&mut rep, code);
                     e.1 += 1;
@@ -199,6 +210,8 @@ pub fn run_forms(codes: &[Code]) -> GroupReport {
         }
         if !lifted_any {
             rep.not_lifted.push(code);
+        } else if refused > 0 {
+            rep.partly_lifted.push((code, refused, n_inst));
         }
     }
     rep

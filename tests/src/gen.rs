@@ -414,7 +414,15 @@ fn build(
             Slot::Imm(kind, bits) => {
                 ins.set_op_kind(op, kind);
                 let v = if selector && kind == OpKind::Immediate8 {
-                    imm_idx
+                    let m = code.mnemonic();
+                    if matches!(m, Mnemonic::Shld | Mnemonic::Shrd)
+                        && code.op_code().operand_size() == 16
+                    {
+                        // Counts above 16 leave a 16-bit result undefined.
+                        (imm_idx & 0xe0) | ((imm_idx & 0x1f) % 17)
+                    } else {
+                        imm_idx
+                    }
                 } else {
                     imm_value(rng, bits, imm_idx as usize)
                 };

@@ -3,8 +3,10 @@
 //!
 //! Order of construction: (1) every GPR, XMM, MXCSR and the flags get values (edge values
 //! 0, 1, 2, -1, 0x7f.., 0x80.., width boundaries for the first states, rotated so operand
-//! pairs vary; random afterwards); (2) per-mnemonic shaping of data registers (small RCX
-//! for REP, small bit offsets for BT* on memory); (3) every memory access iced reports
+//! pairs vary; random afterwards; one input in eight gives all register operands equal
+//! values); (2) per-mnemonic shaping of data registers (small RCX
+//! for REP, small bit offsets for BT* on memory, 16-bit SHLD/SHRD counts <= 16 whose
+//! results are defined); (3) every memory access iced reports
 //! (`InstructionInfo::used_memory`, explicit and implicit such as the stack or RSI/RDI) gets
 //! its base register solved so the address lands in the scratch area; (4) the bytes around
 //! each access are randomised or given edge values; (5) shaping that needs memory: branch
@@ -169,6 +171,23 @@ pub fn make_input(
         regs.xmm[n] = xmm_value(rng);
     }
     regs.mxcsr = mxcsr_value(rng);
+    // Sometimes give every register operand the same value (src1 = src2: equal compares,
+    // x - x, and so on), without making them the same register.
+    if rng.chance(1, 8) {
+        let ops: Vec<Register> = (0..ins.op_count())
+            .filter(|&i| ins.op_kind(i) == OpKind::Register)
+            .map(|i| ins.op_register(i))
+            .collect();
+        if let Some(first) = ops.iter().find_map(|r| gpr_index(*r)) {
+            let v = regs.gpr[first];
+            ops.iter().filter_map(|r| gpr_index(*r)).for_each(|n| regs.gpr[n] = v);
+        }
+        let xmms: Vec<usize> = ops.iter().filter(|r| r.is_xmm()).map(|r| r.number()).collect();
+        if let Some(&first) = xmms.first() {
+            let v = regs.xmm[first];
+            xmms.iter().for_each(|&n| regs.xmm[n] = v);
+        }
+    }
     let string = ins.has_rep_prefix() || ins.has_repne_prefix() || is_string(m);
     regs.rflags = rng.next_u64() & FLAGS_IN & !0x400;
     if rng.chance(1, if string { 2 } else { 8 }) {
@@ -186,13 +205,21 @@ pub fn make_input(
         let n = gpr_index(ins.op1_register()).unwrap_or(0);
         regs.gpr[n] = (rng.below(4096) as i64 - 2048) as u64;
     }
+    // SHLD/SHRD of 16-bit operands by more than 16 give an undefined result.
+    if matches!(m, Mnemonic::Shld | Mnemonic::Shrd)
+        && ins.op_count() == 3
+        && ins.op2_kind() == OpKind::Register
+        && ins.op1_register().size() == 2
+    {
+        regs.gpr[1] = (regs.gpr[1] & !0xff) | ((regs.gpr[1] & 0x1f) % 17);
+    }
     if matches!(m, Mnemonic::Enter | Mnemonic::Leave) {
         regs.gpr[5] = l.scratch + 0x1100 + rng.below(16) * 8;
     }
     // Memory addresses.
     let mut fixed = [false; 16];
     let mut targets = Vec::new();
-    for u in used {
+    for u in used.iter().filter(|u| u.access() != iced_x86::OpAccess::NoMemAccess) {
         let target = if u.base() == Register::RIP
             || (u.base() == Register::None && u.index() == Register::None)
         {
