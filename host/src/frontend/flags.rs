@@ -48,6 +48,9 @@ pub enum FlagOp {
     Sar,
     /// MUL/IMUL: `c` = 1 when the result overflowed (CF = OF = c).
     Mul,
+    /// SHRD: `res = a >> b` with bits shifted in from another operand; CF as `Shr`,
+    /// OF = sign change (`a` and `res` differ in the sign bit).
+    Shrd,
 }
 
 impl FlagOp {
@@ -65,6 +68,7 @@ impl FlagOp {
             10 => FlagOp::Shr,
             11 => FlagOp::Sar,
             12 => FlagOp::Mul,
+            13 => FlagOp::Shrd,
             _ => FlagOp::Eflags,
         }
     }
@@ -76,7 +80,7 @@ impl FlagOp {
             FlagOp::Adc | FlagOp::Sbb => (true, true, true),
             FlagOp::Inc | FlagOp::Dec => (false, false, true),
             FlagOp::Neg => (true, false, false),
-            FlagOp::Shl | FlagOp::Shr | FlagOp::Sar => (true, true, false),
+            FlagOp::Shl | FlagOp::Shr | FlagOp::Sar | FlagOp::Shrd => (true, true, false),
             FlagOp::Mul => (false, false, true),
         }
     }
@@ -124,6 +128,7 @@ pub fn eval_flags(cc_op: u64, res: u64, a: u64, b: u64, c: u64) -> u64 {
             (b > 0 && (sa >> (b - 1).min(63)) & 1 != 0, false, false)
         }
         FlagOp::Mul => (c1, c1, false),
+        FlagOp::Shrd => (b > 0 && b <= 64 && (a >> (b - 1)) & 1 != 0, (a ^ r) & sb != 0, false),
         FlagOp::Eflags => unreachable!(),
     };
     let mut f = 0;

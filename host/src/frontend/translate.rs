@@ -157,7 +157,9 @@ fn flag_liveness(insns: &[Instruction], exit_live: u32) -> Vec<u32> {
     let mut out = vec![0; insns.len()];
     for (k, i) in insns.iter().enumerate().rev() {
         out[k] = live;
-        live = (live & !i.rflags_modified()) | i.rflags_read();
+        // A shift or rotate by CL may keep every flag (count 0): it kills nothing.
+        let killed = if super::shift::may_keep_flags(i) { 0 } else { i.rflags_modified() };
+        live = (live & !killed) | i.rflags_read();
     }
     out
 }
