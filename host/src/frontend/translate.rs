@@ -159,7 +159,9 @@ fn flag_liveness(insns: &[Instruction], exit_live: u32) -> Vec<u32> {
         out[k] = live;
         // A shift or rotate by CL may keep every flag (count 0): it kills nothing.
         let killed = if super::shift::may_keep_flags(i) { 0 } else { i.rflags_modified() };
-        live = (live & !killed) | i.rflags_read();
+        // A #DE is an expected event: its handler sees every flag.
+        let seen = if super::muldiv::fault_sees_flags(i) { u32::MAX } else { 0 };
+        live = (live & !killed) | i.rflags_read() | seen;
     }
     out
 }

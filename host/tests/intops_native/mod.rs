@@ -402,6 +402,8 @@ pub struct Bench {
     failures: Vec<String>,
     /// Forms run, forms skipped (CPU lacks the feature), cases run.
     pub stats: (usize, usize, usize),
+    /// Cases that fault (checked against the state before the instruction).
+    pub faulted: usize,
 }
 
 fn iced_to_rflags(b: u32) -> u64 {
@@ -525,7 +527,15 @@ impl Bench {
         let shared = DirectShared::new();
         let mem = Direct::new(shared.clone());
         let data = shared.mmap_anon(0, DATA_LEN as u64, Prot(3), false).expect("map data area");
-        Bench { shared, mem, data, rng: Rng::new(seed), failures: vec![], stats: (0, 0, 0) }
+        Bench {
+            shared,
+            mem,
+            data,
+            rng: Rng::new(seed),
+            failures: vec![],
+            stats: (0, 0, 0),
+            faulted: 0,
+        }
     }
 
     /// The address memory operands are based on (RDI's value in memory forms).
@@ -803,6 +813,7 @@ impl Bench {
             let c = self.case(v, mem, opts);
             self.stats.2 += 1;
             let faults = opts.faults.is_some_and(|f| f(&v.insn, &c));
+            self.faulted += faults as usize;
             // A case that faults is compared with the state before the instruction.
             let want = self.run_native(if faults { &v.pre } else { &v.full }, &c);
             for tier in [Tier::Interp, Tier::Jit] {
