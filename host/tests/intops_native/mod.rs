@@ -378,6 +378,8 @@ pub struct Opts<'a> {
     /// Whether the instruction faults on these inputs (run natively only when not); the
     /// emulator must then report the fault with the state before the instruction.
     pub faults: Option<&'a FaultFn>,
+    /// Also run every memory form with a LOCK prefix.
+    pub lock: bool,
 }
 
 fn no_hook(_: &Instruction, _: &mut Rng, _: &mut Case) {}
@@ -387,7 +389,7 @@ fn no_imm(_: &mut Rng, _: &Instruction, _: u32) -> Option<u64> {
 
 impl Default for Opts<'_> {
     fn default() -> Self {
-        Opts { inputs: 512, variants: 32, hook: &no_hook, imm: &no_imm, faults: None }
+        Opts { inputs: 512, variants: 32, hook: &no_hook, imm: &no_imm, faults: None, lock: false }
     }
 }
 
@@ -695,9 +697,17 @@ impl Bench {
         Some((i, used))
     }
 
-    fn variant(&mut self, code: Code, mem: bool, opts: &Opts<'_>, at: u64) -> Option<Variant> {
+    fn variant(
+        &mut self,
+        code: Code,
+        mem: bool,
+        lock: bool,
+        opts: &Opts<'_>,
+        at: u64,
+    ) -> Option<Variant> {
         for _ in 0..50 {
-            let Some((insn, used)) = self.build(code, mem, opts) else { continue };
+            let Some((mut insn, used)) = self.build(code, mem, opts) else { continue };
+            insn.set_has_lock_prefix(lock);
             // Check that it encodes (AH with a REX prefix does not).
             if Encoder::new(64).encode(&insn, at).is_err() {
                 continue;
@@ -783,11 +793,11 @@ impl Bench {
                 self.stats.1 += 1;
                 continue;
             }
-            for mem in [false, true] {
-                if mem && !has_rm(code) {
+            for (mem, lock) in [(false, false), (true, false), (true, true)] {
+                if mem && !has_rm(code) || lock && !opts.lock {
                     continue;
                 }
-                self.check_form(code, mem, opts);
+                self.check_form(code, mem, lock, opts);
                 forms += 1;
                 self.stats.0 += 1;
             }
@@ -798,14 +808,14 @@ impl Bench {
         forms
     }
 
-    fn check_form(&mut self, code: Code, mem: bool, opts: &Opts<'_>) {
+    fn check_form(&mut self, code: Code, mem: bool, lock: bool, opts: &Opts<'_>) {
         let area = self.shared.mmap_anon(0, CODE_LEN, Prot(7), false).expect("map code area");
         let nv = opts.variants.min((CODE_LEN / (2 * SLOT)) as usize);
         let mut vars = Vec::new();
         for k in 0..nv {
-            match self.variant(code, mem, opts, area + 2 * SLOT * k as u64) {
+            match self.variant(code, mem, lock, opts, area + 2 * SLOT * k as u64) {
                 Some(v) => vars.push(v),
-                None => panic!("cannot build {code:?} (mem={mem})"),
+                None => panic!("cannot build {code:?} (mem={mem}, lock={lock})"),
             }
         }
         for n in 0..opts.inputs {
