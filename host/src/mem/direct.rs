@@ -281,6 +281,15 @@ std::arch::global_asm!(
     "    jne 2b",
     "    xor edx, edx",
     "    ret",
+    // Bulk copy for `read_bytes`/`write_bytes`: rdi = destination, rsi = source,
+    // rdx = length. One side is a host buffer, the other guest memory.
+    ".globl bs_copy",
+    "bs_copy:",
+    "    mov rcx, rdx",
+    "    rep movsb",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
     ".globl bs_cas128",
     "bs_cas128:",
     "    mov r11, rbx",
@@ -341,6 +350,7 @@ extern "sysv64" {
     fn bs_xor32(a: u64, v: u64) -> Ret;
     fn bs_xor64(a: u64, v: u64) -> Ret;
     fn bs_cas128(a: u64, io: *mut [u64; 4]) -> Ret;
+    fn bs_copy(dst: u64, src: u64, len: u64) -> Ret;
     static bs_acc_start: u8;
     static bs_acc_end: u8;
     static bs_acc_landing: u8;
@@ -402,6 +412,13 @@ mod raw {
         let f = table[op as usize][w as usize];
         // SAFETY: as in `store`.
         unsafe { f(a, v) }
+    }
+    /// Copy `len` bytes; one of `dst`/`src` is guest memory, the other a host buffer the
+    /// caller holds for the duration of the call.
+    pub(super) fn copy(dst: u64, src: u64, len: u64) -> Ret {
+        // SAFETY: as in `store`; the host side is a live buffer of `len` bytes owned by
+        // the caller (a `&[u8]`/`&mut [u8]`), so only guest memory can fault.
+        unsafe { bs_copy(dst, src, len) }
     }
     pub(super) fn cas128(a: u64, io: &mut [u64; 4]) -> Ret {
         // SAFETY: as in `store`; `io` is a valid exclusive host buffer for the call.
@@ -640,6 +657,27 @@ impl GuestMemory for Direct {
             return Err(status_to_fault(&r2, true));
         }
         Err(status_to_fault(&r, true))
+    }
+    /// One `rep movsb` through the fault-recovering accessor. On a fault a prefix of the
+    /// bytes may have been copied.
+    fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let r = raw::copy(buf.as_mut_ptr() as u64, addr, buf.len() as u64);
+        if r.status == 0 {
+            Ok(())
+        } else {
+            Err(status_to_fault(&r, false))
+        }
+    }
+    /// One `rep movsb` through the fault-recovering accessor (retried after a write to a
+    /// protected code page). On a fault a prefix of the bytes may have been written.
+    fn write_bytes(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault> {
+        let src = buf.as_ptr() as u64;
+        let len = buf.len() as u64;
+        let r = raw::copy(addr, src, len);
+        if r.status == 0 {
+            return Ok(());
+        }
+        self.retry_write(&r, || raw::copy(addr, src, len), |_| ())
     }
     fn fetch_code(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, Fault> {
         let mut n = 0;
