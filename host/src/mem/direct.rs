@@ -717,6 +717,15 @@ impl GuestMemory for Direct {
     }
 }
 
+/// The host's time-stamp counter. User mode passes it through to the guest's RDTSC (plus
+/// `CpuState::tsc_offset`), so a guest reading the host's vDSO time data with RDTSC gets
+/// consistent clocks.
+pub fn host_tsc() -> u64 {
+    // SAFETY: RDTSC only reads the time-stamp counter; it touches no memory. (CR4.TSD is
+    // clear for Linux user processes; if it were set the host would deliver SIGSEGV.)
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
 /// A callback for SIGSEGV/SIGBUS that did not come from an accessor but from another
 /// process or thread (`kill`, `tgkill`): user mode forwards those to the guest.
 pub type ForeignFaultHook = fn(sig: i32, info: *const libc::siginfo_t);
