@@ -347,14 +347,32 @@ pub fn diff(
     regions: &[(Region, Vec<u8>)],
     flag_mask: u64,
 ) -> Regs {
-    for (r, init) in regions {
-        emu.poke(r.addr, init);
+    let init: Vec<(u64, Vec<u8>)> = regions.iter().map(|(r, v)| (r.addr, v.clone())).collect();
+    let cmp: Vec<Region> = regions.iter().map(|(r, _)| *r).collect();
+    diff_init(nat, emu, what, snippet, inp, &init, &cmp, flag_mask)
+}
+
+/// Like `diff`, with separate memory to initialise (`init`: address, bytes) and memory to
+/// compare (`cmp`), for snippets whose harness exit pushes land in initialised memory.
+#[allow(clippy::too_many_arguments)] // reason: one flat call per test case reads best
+pub fn diff_init(
+    nat: &mut Native,
+    emu: &mut Emu,
+    what: &str,
+    snippet: &[u8],
+    inp: &Regs,
+    init: &[(u64, Vec<u8>)],
+    cmp: &[Region],
+    flag_mask: u64,
+) -> Regs {
+    for (a, bytes) in init {
+        emu.poke(*a, bytes);
     }
     let want = nat.run(snippet, inp);
-    let want_mem: Vec<Vec<u8>> = regions.iter().map(|(r, _)| emu.peek(r.addr, r.len)).collect();
+    let want_mem: Vec<Vec<u8>> = cmp.iter().map(|r| emu.peek(r.addr, r.len)).collect();
     for tier in TIERS {
-        for (r, init) in regions {
-            emu.poke(r.addr, init);
+        for (a, bytes) in init {
+            emu.poke(*a, bytes);
         }
         let (got, end) = emu.run(snippet, inp, tier);
         assert_eq!(end, EmuEnd::Done, "{what} ({tier:?}): ended with {end:?}");
@@ -372,7 +390,7 @@ pub fn diff(
             got.rflags,
             want.rflags
         );
-        for ((r, _), w) in regions.iter().zip(&want_mem) {
+        for (r, w) in cmp.iter().zip(&want_mem) {
             let g = emu.peek(r.addr, r.len);
             if &g != w {
                 let k = g.iter().zip(w).position(|(a, b)| a != b).unwrap_or(0);
