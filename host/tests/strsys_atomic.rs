@@ -276,3 +276,24 @@ fn cmpxchg16b_misaligned_is_gp0_with_state_intact() {
         }
     }
 }
+
+#[test]
+fn cmpxchg16b_non_canonical_is_gp() {
+    // A non-canonical address is #GP(0) (natively too), even when 16-byte aligned.
+    let mut emu = Emu::new();
+    let mut nat_fault = None;
+    for tier in TIERS {
+        for addr in [0x9264_808e_519d_95e0u64, 0x8000_0000_0000_0000] {
+            let mut cpu = CpuState::new_user();
+            cpu.set_gpr(2, addr);
+            let end = emu.run_cpu(&[0x48, 0x0f, 0xc7, 0x0a], &mut cpu, tier); // cmpxchg16b [rdx]
+            assert_eq!(
+                end,
+                EmuEnd::Fault { fault: Fault::GeneralProtection(0), off: 0 },
+                "{tier:?} {addr:#x}"
+            );
+            nat_fault = Some(end);
+        }
+    }
+    assert!(nat_fault.is_some());
+}

@@ -453,6 +453,10 @@ fn unprefixed_fault_leaves_registers_alone() {
     }
 }
 
+fn small_buf() -> [u8; 8] {
+    [0; 8]
+}
+
 /// The bulk accessors behind the fast path (`Direct::read_bytes`/`write_bytes`).
 #[test]
 fn direct_bulk_copies_report_faults_and_code_writes() {
@@ -482,6 +486,10 @@ fn direct_bulk_copies_report_faults_and_code_writes() {
         }
         other => panic!("expected #PF, got {other:?}"),
     }
+    // Non-canonical addresses are #GP(0), not page faults.
+    let nc = 0x8000_0000_0000_0000u64;
+    assert_eq!(emu.mem.read_bytes(nc, &mut small_buf()), Err(Fault::GeneralProtection(0)));
+    assert_eq!(emu.mem.write_bytes(nc, &[1, 2, 3]), Err(Fault::GeneralProtection(0)));
     // Read-only page: reads work, writes fault with the present bit.
     emu.protect(base, 4096, 1);
     let mut small = vec![0u8; 16];

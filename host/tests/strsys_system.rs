@@ -267,9 +267,15 @@ fn enter_matches_the_cpu() {
     let len = 128 * 1024;
     let base = emu.alloc(len);
     let mut rng = Rng::new(0xc8);
-    for level in [0u8, 1, 2, 3, 5, 31, 32, 33, 255] {
+    for (level, wide) in
+        [0u8, 1, 2, 3, 5, 31, 32, 33, 255].iter().flat_map(|l| [(*l, true), (*l, false)])
+    {
         for size in [0u16, 8, 24, 0x1234, 0xfff8] {
-            let code = [0xc8, size as u8, (size >> 8) as u8, level];
+            let w: u64 = if wide { 8 } else { 2 };
+            let mut code = vec![0xc8, size as u8, (size >> 8) as u8, level];
+            if !wide {
+                code.insert(0, 0x66); // ENTERW: 16-bit pushes, BP only
+            }
             let mut r = Regs::new();
             for g in r.gpr.iter_mut() {
                 *g = rng.edgy();
@@ -279,14 +285,18 @@ fn enter_matches_the_cpu() {
             r.gpr[4] = rsp;
             r.gpr[5] = rsp + 64 + 8 * rng.below(100); // rbp: saved frame pointers above
             let lvl = (level & 31) as u64;
-            let final_rsp = rsp - 8 - 8 * lvl - size as u64;
+            let final_rsp = rsp - w - w * lvl - size as u64;
             // Compare memory from the final rsp up (the harness pushes below it).
             let region = Region { addr: final_rsp, len: (top - final_rsp) as usize };
             let init = rng.bytes(region.len);
-            let what = format!("enter {size:#x}, {level}");
+            let what = format!("enter{} {size:#x}, {level}", if wide { "" } else { "w" });
             let out = diff(&mut nat, &mut emu, &what, &code, &r, &[(region, init)], CMP_FLAGS);
             assert_eq!(out.gpr[4], final_rsp, "{what}: rsp");
-            assert_eq!(out.gpr[5], rsp - 8, "{what}: rbp");
+            if wide {
+                assert_eq!(out.gpr[5], rsp - 8, "{what}: rbp");
+            } else {
+                assert_eq!(out.gpr[5], (r.gpr[5] & !0xffff) | ((rsp - 2) & 0xffff), "{what}: bp");
+            }
         }
     }
 }

@@ -169,28 +169,35 @@ fn lift_popf(cx: &mut LiftCx<'_>) -> R {
 }
 
 fn lift_enter(cx: &mut LiftCx<'_>) -> R {
-    // 64-bit ENTER size, level (SDM ENTER): push rbp; frame = rsp; copy level-1 saved
-    // frame pointers from [rbp-8], [rbp-16], ...; push frame; rbp = frame;
-    // rsp = frame - 8*level - size.
-    if cx.i.code() != iced_x86::Code::Enterq_imm16_imm8 {
-        return Err(Unsupported);
-    }
+    // ENTER size, level in 64-bit mode (SDM ENTER), w = operand size (8, or 2 with 66h):
+    // push rBP; frame = RSP; copy level-1 saved frame pointers from [RBP-w], [RBP-2w], ...;
+    // push frame; rBP = frame (BP only for w = 2); RSP = frame - w*level - size.
+    let w = match cx.i.code() {
+        iced_x86::Code::Enterq_imm16_imm8 => Width::W64,
+        iced_x86::Code::Enterw_imm16_imm8 => Width::W16,
+        _ => return Err(Unsupported),
+    };
+    let wb = w.bytes() as u64;
     let size = cx.i.immediate16() as u64;
     let level = (cx.i.immediate8_2nd() & 31) as u64;
-    let frame = cx.bin_imm(BinOp::Sub, Width::W64, Slot(slot::RSP), 8);
-    cx.store(Width::W64, frame, Slot(slot::RBP));
+    let frame = cx.bin_imm(BinOp::Sub, Width::W64, Slot(slot::RSP), wb);
+    cx.store(w, frame, Slot(slot::RBP));
     if level > 0 {
         for k in 1..level {
-            let src = cx.bin_imm(BinOp::Sub, Width::W64, Slot(slot::RBP), 8 * k);
-            let v = cx.load(Width::W64, src);
-            let dst = cx.bin_imm(BinOp::Sub, Width::W64, frame, 8 * k);
-            cx.store(Width::W64, dst, v);
+            let src = cx.bin_imm(BinOp::Sub, Width::W64, Slot(slot::RBP), wb * k);
+            let v = cx.load(w, src);
+            let dst = cx.bin_imm(BinOp::Sub, Width::W64, frame, wb * k);
+            cx.store(w, dst, v);
         }
-        let dst = cx.bin_imm(BinOp::Sub, Width::W64, frame, 8 * level);
-        cx.store(Width::W64, dst, frame);
+        let dst = cx.bin_imm(BinOp::Sub, Width::W64, frame, wb * level);
+        cx.store(w, dst, frame);
     }
-    let sp = cx.bin_imm(BinOp::Sub, Width::W64, frame, 8 * level + size);
-    cx.set_slot(slot::RBP, frame);
+    let sp = cx.bin_imm(BinOp::Sub, Width::W64, frame, wb * level + size);
+    if w == Width::W64 {
+        cx.set_slot(slot::RBP, frame);
+    } else {
+        cx.write_reg(iced_x86::Register::BP, frame)?;
+    }
     cx.set_slot(slot::RSP, sp);
     Ok(())
 }

@@ -427,7 +427,8 @@ mod raw {
 }
 
 fn status_to_fault(r: &Ret, write: bool) -> Fault {
-    let trap = (r.status >> ST_TRAP_SHIFT) & 0xff;
+    // Bit 39 (the top of the trap field) is the handler's "faulted" marker; vectors < 32.
+    let trap = (r.status >> ST_TRAP_SHIFT) & 0x1f;
     if trap == 13 && r.status & ST_BUS == 0 {
         return Fault::GeneralProtection(0);
     }

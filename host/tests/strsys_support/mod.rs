@@ -258,6 +258,15 @@ impl Emu {
         self.mem.take_code_writes();
     }
 
+    /// Write a snippet followed by PUSHFQ, which the run stops before: the translator's
+    /// flag lookahead past the snippet then sees every flag read, as the native harness's
+    /// exit sequence does (otherwise whatever bytes follow could make the flags dead).
+    fn place(&mut self, code: u64, snippet: &[u8]) {
+        let mut v = snippet.to_vec();
+        v.push(0x9c);
+        self.poke(code, &v);
+    }
+
     /// Read bytes from guest memory.
     pub fn peek(&mut self, addr: u64, len: usize) -> Vec<u8> {
         let mut v = vec![0; len];
@@ -269,7 +278,7 @@ impl Emu {
     /// and how it ended.
     pub fn run(&mut self, snippet: &[u8], inp: &Regs, tier: Tier) -> (Regs, EmuEnd) {
         let code = self.code;
-        self.poke(code, snippet);
+        self.place(code, snippet);
         let mut cpu = CpuState::new_user();
         for (k, v) in inp.gpr.iter().enumerate() {
             cpu.set_gpr(k, *v);
@@ -306,7 +315,7 @@ impl Emu {
         cpu: &mut CpuState,
         tier: Tier,
     ) -> EmuEnd {
-        self.poke(code, snippet);
+        self.place(code, snippet);
         cpu.set_rip(code);
         let end = code + snippet.len() as u64;
         match run_snippet(cpu, &mut self.mem, end, tier) {
