@@ -5,6 +5,7 @@
 //! user-mode runtime and the system machine read and write fields by name. Nothing in this
 //! module depends on any other part of the host.
 
+pub mod cpuid;
 mod fault;
 mod state;
 mod width;

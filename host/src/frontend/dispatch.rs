@@ -17,9 +17,10 @@ macro_rules! lifts {
 }
 pub(crate) use lifts;
 
-fn families() -> [&'static [(Mnemonic, LiftFn)]; 12] {
+fn families() -> [&'static [(Mnemonic, LiftFn)]; 13] {
     [
         super::alu::LIFTS,
+        super::atomic::LIFTS,
         super::bit::LIFTS,
         super::branch::LIFTS,
         super::cmov_set::LIFTS,

@@ -18,6 +18,7 @@ mod translate;
 
 // Instruction families.
 mod alu;
+mod atomic;
 mod bit;
 mod branch;
 mod cmov_set;

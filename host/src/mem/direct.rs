@@ -281,6 +281,15 @@ std::arch::global_asm!(
     "    jne 2b",
     "    xor edx, edx",
     "    ret",
+    // Bulk copy for `read_bytes`/`write_bytes`: rdi = destination, rsi = source,
+    // rdx = length. One side is a host buffer, the other guest memory.
+    ".globl bs_copy",
+    "bs_copy:",
+    "    mov rcx, rdx",
+    "    rep movsb",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
     ".globl bs_cas128",
     "bs_cas128:",
     "    mov r11, rbx",
@@ -341,6 +350,7 @@ extern "sysv64" {
     fn bs_xor32(a: u64, v: u64) -> Ret;
     fn bs_xor64(a: u64, v: u64) -> Ret;
     fn bs_cas128(a: u64, io: *mut [u64; 4]) -> Ret;
+    fn bs_copy(dst: u64, src: u64, len: u64) -> Ret;
     static bs_acc_start: u8;
     static bs_acc_end: u8;
     static bs_acc_landing: u8;
@@ -403,6 +413,13 @@ mod raw {
         // SAFETY: as in `store`.
         unsafe { f(a, v) }
     }
+    /// Copy `len` bytes; one of `dst`/`src` is guest memory, the other a host buffer the
+    /// caller holds for the duration of the call.
+    pub(super) fn copy(dst: u64, src: u64, len: u64) -> Ret {
+        // SAFETY: as in `store`; the host side is a live buffer of `len` bytes owned by
+        // the caller (a `&[u8]`/`&mut [u8]`), so only guest memory can fault.
+        unsafe { bs_copy(dst, src, len) }
+    }
     pub(super) fn cas128(a: u64, io: &mut [u64; 4]) -> Ret {
         // SAFETY: as in `store`; `io` is a valid exclusive host buffer for the call.
         unsafe { bs_cas128(a, io) }
@@ -410,7 +427,8 @@ mod raw {
 }
 
 fn status_to_fault(r: &Ret, write: bool) -> Fault {
-    let trap = (r.status >> ST_TRAP_SHIFT) & 0xff;
+    // Bit 39 (the top of the trap field) is the handler's "faulted" marker; vectors < 32.
+    let trap = (r.status >> ST_TRAP_SHIFT) & 0x1f;
     if trap == 13 && r.status & ST_BUS == 0 {
         return Fault::GeneralProtection(0);
     }
@@ -641,6 +659,27 @@ impl GuestMemory for Direct {
         }
         Err(status_to_fault(&r, true))
     }
+    /// One `rep movsb` through the fault-recovering accessor. On a fault a prefix of the
+    /// bytes may have been copied.
+    fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let r = raw::copy(buf.as_mut_ptr() as u64, addr, buf.len() as u64);
+        if r.status == 0 {
+            Ok(())
+        } else {
+            Err(status_to_fault(&r, false))
+        }
+    }
+    /// One `rep movsb` through the fault-recovering accessor (retried after a write to a
+    /// protected code page). On a fault a prefix of the bytes may have been written.
+    fn write_bytes(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault> {
+        let src = buf.as_ptr() as u64;
+        let len = buf.len() as u64;
+        let r = raw::copy(addr, src, len);
+        if r.status == 0 {
+            return Ok(());
+        }
+        self.retry_write(&r, || raw::copy(addr, src, len), |_| ())
+    }
     fn fetch_code(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, Fault> {
         let mut n = 0;
         while n < buf.len() {
@@ -677,6 +716,15 @@ impl GuestMemory for Direct {
     fn take_code_writes(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.code_writes)
     }
+}
+
+/// The host's time-stamp counter. User mode passes it through to the guest's RDTSC (plus
+/// `CpuState::tsc_offset`), so a guest reading the host's vDSO time data with RDTSC gets
+/// consistent clocks.
+pub fn host_tsc() -> u64 {
+    // SAFETY: RDTSC only reads the time-stamp counter; it touches no memory. (CR4.TSD is
+    // clear for Linux user processes; if it were set the host would deliver SIGSEGV.)
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// A callback for SIGSEGV/SIGBUS that did not come from an accessor but from another

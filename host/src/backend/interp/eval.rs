@@ -241,8 +241,22 @@ pub fn run_block(b: &Block, cpu: &mut CpuState, mem: &mut dyn GuestMemory) -> Bl
                 return BlockExit::CodeWritten;
             }
             // The last instruction wrote code: finish the block normally; the exec loop
-            // checks `code_written` after every block.
-            let _ = exec_ops(&b.ops[i + 1..], i + 1, cpu, mem);
+            // checks `code_written` after every block. Its remaining ops may still leave
+            // (a REP op's restart exit) or fault.
+            match exec_ops(&b.ops[i + 1..], i + 1, cpu, mem) {
+                Stop::Exit(pc) => {
+                    cpu.set_rip(pc);
+                    return BlockExit::Jump(pc);
+                }
+                Stop::Fault(_, fault) => {
+                    run_fixups(b, k, cpu, mem);
+                    let m = b.insns.get(k).copied();
+                    let (pc, next) = m.map_or((b.pc, b.pc), |m| (m.pc, m.pc + m.len as u64));
+                    cpu.set_rip(pc);
+                    return BlockExit::Fault { fault, next };
+                }
+                Stop::Done | Stop::CodeWritten(_) => {}
+            }
         }
     }
     match b.term {
