@@ -17,7 +17,7 @@ macro_rules! lifts {
 }
 pub(crate) use lifts;
 
-fn families() -> [&'static [(Mnemonic, LiftFn)]; 12] {
+fn families() -> [&'static [(Mnemonic, LiftFn)]; 15] {
     [
         super::alu::LIFTS,
         super::bit::LIFTS,
@@ -30,6 +30,9 @@ fn families() -> [&'static [(Mnemonic, LiftFn)]; 12] {
         super::string::LIFTS,
         super::system::LIFTS,
         super::sse::LIFTS,
+        super::sse_int::LIFTS,
+        super::sse_mov::LIFTS,
+        super::sse_str::LIFTS,
         super::x87::LIFTS,
     ]
 }
