@@ -60,14 +60,6 @@ pub fn sat_u(v: i64, bits: u32) -> u64 {
     v.clamp(0, mask(bits) as i64) as u64
 }
 
-/// PADD*: wrapping add.
-pub fn add(bits: u32, a: u64, b: u64) -> u64 {
-    map2(bits, a, b, |x, y| x.wrapping_add(y))
-}
-/// PSUB*: wrapping subtract.
-pub fn sub(bits: u32, a: u64, b: u64) -> u64 {
-    map2(bits, a, b, |x, y| x.wrapping_sub(y))
-}
 /// PADDS*: signed saturating add.
 pub fn adds(bits: u32, a: u64, b: u64) -> u64 {
     map2(bits, a, b, |x, y| sat_s(sx(x, bits) + sx(y, bits), bits))
@@ -144,10 +136,6 @@ pub fn mins(bits: u32, a: u64, b: u64) -> u64 {
 /// PMAXS*: signed maximum.
 pub fn maxs(bits: u32, a: u64, b: u64) -> u64 {
     map2(bits, a, b, |x, y| if sx(x, bits) >= sx(y, bits) { x } else { y })
-}
-/// PCMPEQ*: all ones where equal.
-pub fn cmpeq(bits: u32, a: u64, b: u64) -> u64 {
-    map2(bits, a, b, |x, y| if x == y { u64::MAX } else { 0 })
 }
 /// PCMPGT*: all ones where `a > b` (signed).
 pub fn cmpgt(bits: u32, a: u64, b: u64) -> u64 {

@@ -15,16 +15,18 @@
 use super::cx::{LiftCx, Unsupported};
 use super::dispatch::lifts;
 use super::simd::{self, Horiz};
-use super::xmm::V128;
+use super::xmm::{pure_call, V128};
 use crate::cpu::{rflags, slot, Width};
-use crate::ir::{BinOp, Cond, HelperDesc, Slot, UnOp};
+use crate::ir::{BinOp, Cond, HelperDesc, Op, Slot, UnOp};
 use iced_x86::Mnemonic;
 
 lifts! {
-    // Lane-wise binary operations (one pure helper per half).
-    Paddb => lift_lane2, Paddw => lift_lane2, Paddd => lift_lane2,
+    // Wrapping add/subtract and equality: SWAR IR on the halves.
+    Paddb => lift_swar, Paddw => lift_swar, Paddd => lift_swar,
+    Psubb => lift_swar, Psubw => lift_swar, Psubd => lift_swar,
+    Pcmpeqb => lift_swar, Pcmpeqw => lift_swar, Pcmpeqd => lift_swar, Pcmpeqq => lift_swar,
+    // Other lane-wise binary operations (one pure helper per half).
     Paddsb => lift_lane2, Paddsw => lift_lane2, Paddusb => lift_lane2, Paddusw => lift_lane2,
-    Psubb => lift_lane2, Psubw => lift_lane2, Psubd => lift_lane2,
     Psubsb => lift_lane2, Psubsw => lift_lane2, Psubusb => lift_lane2, Psubusw => lift_lane2,
     Pmullw => lift_lane2, Pmulhw => lift_lane2, Pmulhuw => lift_lane2, Pmulhrsw => lift_lane2,
     Pmulld => lift_lane2, Pmuludq => lift_lane2, Pmuldq => lift_lane2,
@@ -33,7 +35,6 @@ lifts! {
     Pminsb => lift_lane2, Pminsw => lift_lane2, Pminsd => lift_lane2,
     Pmaxub => lift_lane2, Pmaxuw => lift_lane2, Pmaxud => lift_lane2,
     Pmaxsb => lift_lane2, Pmaxsw => lift_lane2, Pmaxsd => lift_lane2,
-    Pcmpeqb => lift_lane2, Pcmpeqw => lift_lane2, Pcmpeqd => lift_lane2, Pcmpeqq => lift_lane2,
     Pcmpgtb => lift_lane2, Pcmpgtw => lift_lane2, Pcmpgtd => lift_lane2, Pcmpgtq => lift_lane2,
     Psadbw => lift_lane2, Psignb => lift_lane2, Psignw => lift_lane2, Psignd => lift_lane2,
     Pabsb => lift_lane1, Pabsw => lift_lane1, Pabsd => lift_lane1,
@@ -99,16 +100,10 @@ macro_rules! lane_table {
 }
 
 lane_table! { lane2_helper:
-    Paddb => PADDB("paddb") = |a, b| simd::add(8, a, b);
-    Paddw => PADDW("paddw") = |a, b| simd::add(16, a, b);
-    Paddd => PADDD("paddd") = |a, b| simd::add(32, a, b);
     Paddsb => PADDSB("paddsb") = |a, b| simd::adds(8, a, b);
     Paddsw => PADDSW("paddsw") = |a, b| simd::adds(16, a, b);
     Paddusb => PADDUSB("paddusb") = |a, b| simd::addus(8, a, b);
     Paddusw => PADDUSW("paddusw") = |a, b| simd::addus(16, a, b);
-    Psubb => PSUBB("psubb") = |a, b| simd::sub(8, a, b);
-    Psubw => PSUBW("psubw") = |a, b| simd::sub(16, a, b);
-    Psubd => PSUBD("psubd") = |a, b| simd::sub(32, a, b);
     Psubsb => PSUBSB("psubsb") = |a, b| simd::subs(8, a, b);
     Psubsw => PSUBSW("psubsw") = |a, b| simd::subs(16, a, b);
     Psubusb => PSUBUSB("psubusb") = |a, b| simd::subus(8, a, b);
@@ -136,10 +131,6 @@ lane_table! { lane2_helper:
     Pmaxsb => PMAXSB("pmaxsb") = |a, b| simd::maxs(8, a, b);
     Pmaxsw => PMAXSW("pmaxsw") = |a, b| simd::maxs(16, a, b);
     Pmaxsd => PMAXSD("pmaxsd") = |a, b| simd::maxs(32, a, b);
-    Pcmpeqb => PCMPEQB("pcmpeqb") = |a, b| simd::cmpeq(8, a, b);
-    Pcmpeqw => PCMPEQW("pcmpeqw") = |a, b| simd::cmpeq(16, a, b);
-    Pcmpeqd => PCMPEQD("pcmpeqd") = |a, b| simd::cmpeq(32, a, b);
-    Pcmpeqq => PCMPEQQ("pcmpeqq") = |a, b| simd::cmpeq(64, a, b);
     Pcmpgtb => PCMPGTB("pcmpgtb") = |a, b| simd::cmpgt(8, a, b);
     Pcmpgtw => PCMPGTW("pcmpgtw") = |a, b| simd::cmpgt(16, a, b);
     Pcmpgtd => PCMPGTD("pcmpgtd") = |a, b| simd::cmpgt(32, a, b);
@@ -213,11 +204,8 @@ fn imm8(cx: &LiftCx<'_>, n: u32) -> Result<u64, Unsupported> {
 fn lift_lane2(cx: &mut LiftCx<'_>) -> R {
     let h = lane2_helper(cx.i.mnemonic()).ok_or(Unsupported)?;
     let d = dst_xmm(cx)?;
-    let dv = V128::reg(d);
     let s = cx.read_v128(1, true)?;
-    let lo = cx.helper(h, &[dv.lo, s.lo]);
-    let hi = cx.helper(h, &[dv.hi, s.hi]);
-    cx.write_xmm(d, V128 { lo, hi });
+    cx.per_half(d, s, |_, a, b| pure_call(h, &[a, b]));
     Ok(())
 }
 
@@ -225,9 +213,93 @@ fn lift_lane1(cx: &mut LiftCx<'_>) -> R {
     let h = lane2_helper(cx.i.mnemonic()).ok_or(Unsupported)?;
     let d = dst_xmm(cx)?;
     let s = cx.read_v128(1, true)?;
-    let lo = cx.helper(h, &[s.lo]);
-    let hi = cx.helper(h, &[s.hi]);
-    cx.write_xmm(d, V128 { lo, hi });
+    cx.per_half(d, s, |_, _, b| pure_call(h, &[b]));
+    Ok(())
+}
+
+/// The sign bit of every `bits`-wide lane of a 64-bit half.
+const fn lane_high_bits(bits: u32) -> u64 {
+    let mut m = 0;
+    let mut i = 0;
+    while i < 64 {
+        m |= 1 << (i + bits - 1);
+        i += bits;
+    }
+    m
+}
+
+/// An op computing `dst = a op b`.
+fn bin_op(op: BinOp, a: Slot, b: Slot) -> Op {
+    Op::Bin { op, w: Width::W64, dst: Slot(0), a, b }
+}
+
+/// Lane-wise wrapping add, subtract or equality of one half in plain 64-bit IR (SWAR):
+/// the lanes' sign bits are handled apart so no carry or borrow crosses a lane.
+fn swar(cx: &mut LiftCx<'_>, m: Mnemonic, a: Slot, b: Slot) -> Op {
+    use Mnemonic::*;
+    let bits = match m {
+        Paddb | Psubb | Pcmpeqb => 8,
+        Paddw | Psubw | Pcmpeqw => 16,
+        Paddd | Psubd | Pcmpeqd => 32,
+        _ => 64,
+    };
+    let hb = lane_high_bits(bits);
+    let x = cx.bin(BinOp::Xor, Width::W64, a, b);
+    match m {
+        Paddb | Paddw | Paddd => {
+            // ((a & ~H) + (b & ~H)) ^ ((a ^ b) & H)
+            let a7 = cx.bin_imm(BinOp::And, Width::W64, a, !hb);
+            let b7 = cx.bin_imm(BinOp::And, Width::W64, b, !hb);
+            let sum = cx.bin(BinOp::Add, Width::W64, a7, b7);
+            let top = cx.bin_imm(BinOp::And, Width::W64, x, hb);
+            bin_op(BinOp::Xor, sum, top)
+        }
+        Psubb | Psubw | Psubd => {
+            // ((a | H) - (b & ~H)) ^ (~(a ^ b) & H)
+            let ah = cx.bin_imm(BinOp::Or, Width::W64, a, hb);
+            let b7 = cx.bin_imm(BinOp::And, Width::W64, b, !hb);
+            let dif = cx.bin(BinOp::Sub, Width::W64, ah, b7);
+            let xh = cx.bin_imm(BinOp::And, Width::W64, x, hb);
+            let top = cx.bin_imm(BinOp::Xor, Width::W64, xh, hb);
+            bin_op(BinOp::Xor, dif, top)
+        }
+        Pcmpeqq => {
+            let ne = cx.cmp_imm(Cond::Ne, Width::W64, x, 0);
+            Op::BinImm { op: BinOp::Add, w: Width::W64, dst: Slot(0), a: ne, imm: u64::MAX }
+        }
+        _ => {
+            // A lane of x = a ^ b is zero iff its sign bit is clear in
+            // ((x & ~H) + ~H) | x; spread the lane's verdict over the lane by a multiply.
+            let x7 = cx.bin_imm(BinOp::And, Width::W64, x, !hb);
+            let t = cx.bin_imm(BinOp::Add, Width::W64, x7, !hb);
+            let nz = cx.bin(BinOp::Or, Width::W64, t, x);
+            let z = cx.bin_imm(BinOp::Xor, Width::W64, nz, u64::MAX);
+            let zh = cx.bin_imm(BinOp::And, Width::W64, z, hb);
+            let one = cx.bin_imm(BinOp::Shr, Width::W64, zh, bits as u64 - 1);
+            Op::BinImm {
+                op: BinOp::Mul,
+                w: Width::W64,
+                dst: Slot(0),
+                a: one,
+                imm: simd::mask(bits),
+            }
+        }
+    }
+}
+
+fn lift_swar(cx: &mut LiftCx<'_>) -> R {
+    let m = cx.i.mnemonic();
+    let d = dst_xmm(cx)?;
+    if matches!(m, Mnemonic::Pcmpeqb | Mnemonic::Pcmpeqw | Mnemonic::Pcmpeqd | Mnemonic::Pcmpeqq)
+        && cx.xmm_op(1) == Ok(d)
+    {
+        // The all-ones idiom.
+        let ones = cx.konst(u64::MAX);
+        cx.write_xmm(d, V128 { lo: ones, hi: ones });
+        return Ok(());
+    }
+    let s = cx.read_v128(1, true)?;
+    cx.per_half(d, s, |cx, a, b| swar(cx, m, a, b));
     Ok(())
 }
 
@@ -241,29 +313,24 @@ fn lift_ir2(cx: &mut LiftCx<'_>) -> R {
         _ => return Err(Unsupported),
     };
     let d = dst_xmm(cx)?;
-    let dv = V128::reg(d);
-    if op == BinOp::Xor && cx.xmm_op(1) == Ok(d) {
+    if matches!(op, BinOp::Xor | BinOp::Sub) && cx.xmm_op(1) == Ok(d) {
         // The zeroing idiom.
         let z = cx.konst(0);
         cx.write_xmm(d, V128 { lo: z, hi: z });
         return Ok(());
     }
     let s = cx.read_v128(1, true)?;
-    let lo = cx.bin(op, Width::W64, dv.lo, s.lo);
-    let hi = cx.bin(op, Width::W64, dv.hi, s.hi);
-    cx.write_xmm(d, V128 { lo, hi });
+    cx.per_half(d, s, |_, a, b| bin_op(op, a, b));
     Ok(())
 }
 
 fn lift_pandn(cx: &mut LiftCx<'_>) -> R {
     let d = dst_xmm(cx)?;
-    let dv = V128::reg(d);
     let s = cx.read_v128(1, true)?;
-    let nl = cx.un(UnOp::Not, Width::W64, dv.lo);
-    let nh = cx.un(UnOp::Not, Width::W64, dv.hi);
-    let lo = cx.bin(BinOp::And, Width::W64, nl, s.lo);
-    let hi = cx.bin(BinOp::And, Width::W64, nh, s.hi);
-    cx.write_xmm(d, V128 { lo, hi });
+    cx.per_half(d, s, |cx, a, b| {
+        let n = cx.un(UnOp::Not, Width::W64, a);
+        bin_op(BinOp::And, n, b)
+    });
     Ok(())
 }
 
@@ -279,11 +346,14 @@ fn shift_count(cx: &mut LiftCx<'_>) -> Result<Slot, Unsupported> {
 fn lift_shift(cx: &mut LiftCx<'_>) -> R {
     let h = lane2_helper(cx.i.mnemonic()).ok_or(Unsupported)?;
     let d = dst_xmm(cx)?;
-    let dv = V128::reg(d);
-    let c = shift_count(cx)?;
-    let lo = cx.helper(h, &[dv.lo, c]);
-    let hi = cx.helper(h, &[dv.hi, c]);
-    cx.write_xmm(d, V128 { lo, hi });
+    let mut c = shift_count(cx)?;
+    if c.is_guest() {
+        // The count may be the destination's low half, written first.
+        let t = cx.temp();
+        cx.emit(Op::Mov { dst: t, src: c });
+        c = t;
+    }
+    cx.per_half(d, V128 { lo: c, hi: c }, |_, a, c| pure_call(h, &[a, c]));
     Ok(())
 }
 

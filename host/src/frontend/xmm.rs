@@ -10,7 +10,7 @@
 use super::cx::{LiftCx, Unsupported};
 use super::operand::xmm_num;
 use crate::cpu::{slot, Fault, Width};
-use crate::ir::{BinOp, Op, Slot};
+use crate::ir::{BinOp, HelperDesc, Op, Slot};
 use iced_x86::OpKind;
 
 /// A 128-bit value as two slots (guest slots of a register, or temporaries).
@@ -29,7 +29,28 @@ impl V128 {
     }
 }
 
+/// A call of a *pure* helper (no state access, no fault) as an op whose destination is
+/// filled in by `set_slot_op` or `per_half`.
+pub fn pure_call(h: &'static HelperDesc, args: &[Slot]) -> Op {
+    debug_assert!(!h.reads_state && !h.writes_state && !h.may_fault, "{} is not pure", h.name);
+    let mut a = [Slot(0); 4];
+    a[..args.len()].copy_from_slice(args);
+    Op::Helper { h, args: a, nargs: args.len() as u8, dst: Some(Slot(0)) }
+}
+
 impl LiftCx<'_> {
+    /// Write xmm register `d` from a half-wise computation: `f(cx, d_half, s_half)` emits
+    /// the ops for one half and returns the final op, which is written straight into the
+    /// guest slot. Only for operations where result half k depends on input halves k
+    /// alone (the low half is written before the high half is computed).
+    pub fn per_half(&mut self, d: u8, s: V128, f: impl Fn(&mut Self, Slot, Slot) -> Op) {
+        let dv = V128::reg(d);
+        let op = f(self, dv.lo, s.lo);
+        self.set_slot_op(slot::xmm_lo(d), op);
+        let op = f(self, dv.hi, s.hi);
+        self.set_slot_op(slot::xmm_hi(d), op);
+    }
+
     /// Whether any operand is an MMX register (legacy MMX forms of SSE mnemonics).
     pub fn has_mmx_operand(&self) -> bool {
         (0..self.i.op_count())
