@@ -17,8 +17,8 @@ macro_rules! lifts {
 }
 pub(crate) use lifts;
 
-fn families() -> [&'static [(Mnemonic, LiftFn)]; 13] {
-    [
+fn families() -> &'static [&'static [(Mnemonic, LiftFn)]] {
+    &[
         super::alu::LIFTS,
         super::atomic::LIFTS,
         super::bit::LIFTS,
@@ -31,6 +31,9 @@ fn families() -> [&'static [(Mnemonic, LiftFn)]; 13] {
         super::string::LIFTS,
         super::system::LIFTS,
         super::sse::LIFTS,
+        super::sse_int::LIFTS,
+        super::sse_mov::LIFTS,
+        super::sse_str::LIFTS,
         super::x87::LIFTS,
     ]
 }

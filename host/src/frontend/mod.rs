@@ -14,7 +14,9 @@ mod cx;
 mod dispatch;
 mod flags;
 mod operand;
+mod simd;
 mod translate;
+mod xmm;
 
 // Instruction families.
 mod alu;
@@ -26,6 +28,9 @@ mod misc;
 mod muldiv;
 mod shift;
 mod sse;
+mod sse_int;
+mod sse_mov;
+mod sse_str;
 mod stack;
 mod string;
 mod system;
