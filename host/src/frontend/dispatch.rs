@@ -17,7 +17,7 @@ macro_rules! lifts {
 }
 pub(crate) use lifts;
 
-fn families() -> [&'static [(Mnemonic, LiftFn)]; 12] {
+fn families() -> [&'static [(Mnemonic, LiftFn)]; 15] {
     [
         super::alu::LIFTS,
         super::bit::LIFTS,
@@ -31,6 +31,9 @@ fn families() -> [&'static [(Mnemonic, LiftFn)]; 12] {
         super::system::LIFTS,
         super::sse::LIFTS,
         super::x87::LIFTS,
+        super::sse_fp::LIFTS,
+        super::sse_cvt::LIFTS,
+        super::fxsave::LIFTS,
     ]
 }
 
