@@ -31,7 +31,6 @@
 //! exception, so it cannot trap; (4) uses no stack. Opcode bytes come from compile-time
 //! tables filtered by `x87_reg_ok`/`x87_mem_ok`, so no undefined opcode is executed.
 #![allow(unsafe_code)]
-#![allow(dead_code, reason = "the x87 half is wired up by the x87 family next")]
 
 use std::arch::asm;
 use std::mem::offset_of;
