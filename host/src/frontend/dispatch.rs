@@ -35,6 +35,9 @@ fn families() -> &'static [&'static [(Mnemonic, LiftFn)]] {
         super::sse_mov::LIFTS,
         super::sse_str::LIFTS,
         super::x87::LIFTS,
+        super::sse_fp::LIFTS,
+        super::sse_cvt::LIFTS,
+        super::fxsave::LIFTS,
     ]
 }
 
@@ -43,7 +46,7 @@ fn table() -> &'static [Option<LiftFn>] {
     T.get_or_init(|| {
         let mut t = vec![None; Mnemonic::values().count()];
         for fam in families() {
-            for &(m, f) in fam {
+            for &(m, f) in fam.iter() {
                 assert!(t[m as usize].is_none(), "two lifters for {m:?}");
                 t[m as usize] = Some(f);
             }

@@ -24,10 +24,13 @@ mod atomic;
 mod bit;
 mod branch;
 mod cmov_set;
+mod fxsave;
 mod misc;
 mod muldiv;
 mod shift;
 mod sse;
+mod sse_cvt;
+mod sse_fp;
 mod sse_int;
 mod sse_mov;
 mod sse_str;
@@ -36,10 +39,14 @@ mod string;
 mod system;
 mod x87;
 
+// Host floating-point execution (the only inline asm in the frontend).
+mod hostfp;
+
 pub use cx::{LiftCx, Unsupported};
 pub use dispatch::{is_lifted, lifted_codes, lifted_mnemonics, LiftFn};
 pub use flags::{
     arith_flags, eval_cond, eval_flags, full_rflags, set_full_rflags, FlagOp, FLAGS_COND, FLAGS_GET,
 };
+pub use fxsave::{fxrstor_image, fxsave_image};
 pub use operand::{gpr_ref, xmm_num, GprRef};
 pub use translate::{lift_probe, translate, Translated};
