@@ -41,33 +41,38 @@ fn families() -> &'static [&'static [(Mnemonic, LiftFn)]] {
     ]
 }
 
-fn table() -> &'static [Option<LiftFn>] {
-    static T: OnceLock<Vec<Option<LiftFn>>> = OnceLock::new();
+/// Per mnemonic, the lifters of every family that claims it, in family order. Most
+/// mnemonics have one; a few name two instructions (`MOVSD`/`CMPSD` are both a string op
+/// and an SSE2 scalar op), and the translator tries each until one accepts the form.
+fn table() -> &'static [Vec<LiftFn>] {
+    static T: OnceLock<Vec<Vec<LiftFn>>> = OnceLock::new();
     T.get_or_init(|| {
-        let mut t = vec![None; Mnemonic::values().count()];
+        let mut t = vec![Vec::new(); Mnemonic::values().count()];
         for fam in families() {
             for &(m, f) in fam.iter() {
-                assert!(t[m as usize].is_none(), "two lifters for {m:?}");
-                t[m as usize] = Some(f);
+                t[m as usize].push(f);
             }
         }
         t
     })
 }
 
-/// The lifter for a mnemonic.
-pub(crate) fn lifter(m: Mnemonic) -> Option<LiftFn> {
-    table()[m as usize]
+/// The lifters for a mnemonic (empty if none).
+pub(crate) fn lifters(m: Mnemonic) -> &'static [LiftFn] {
+    &table()[m as usize]
 }
 
 /// Whether some family lifts `m`.
 pub fn is_lifted(m: Mnemonic) -> bool {
-    lifter(m).is_some()
+    !lifters(m).is_empty()
 }
 
 /// All mnemonics with a lifter.
 pub fn lifted_mnemonics() -> Vec<Mnemonic> {
-    families().iter().flat_map(|f| f.iter().map(|r| r.0)).collect()
+    let mut v: Vec<Mnemonic> = families().iter().flat_map(|f| f.iter().map(|r| r.0)).collect();
+    v.sort_by_key(|m| *m as u32);
+    v.dedup();
+    v
 }
 
 /// All 64-bit-mode `Code`s whose mnemonic has a lifter. A lifter may still refuse a form

@@ -1,7 +1,7 @@
 //! Cutting and lifting one translation block.
 
 use super::cx::{LiftCx, Unsupported};
-use super::dispatch::lifter;
+use super::dispatch::lifters;
 use super::flags::FlagState;
 use crate::cpu::{Fault, Width};
 use crate::ir::{Block, InsnMeta, Op, Slot, Term, UnOp};
@@ -185,10 +185,18 @@ fn lift(pc: u64, mut insns: Vec<Instruction>, exit_live: u32) -> Translated {
         if let FlagState::Pending(_) = cx.flags {
             fixups.push((k as u32, cx.flags.commit_ops()));
         }
-        let r = match lifter(i.mnemonic()) {
-            Some(f) => f(&mut cx),
-            None => Err(Unsupported),
-        };
+        let mut r = Err(Unsupported);
+        for f in lifters(i.mnemonic()) {
+            r = f(&mut cx);
+            if r.is_ok() {
+                break;
+            }
+            cx.ops.truncate(snap.0);
+            cx.temps = snap.1;
+            cx.flags = snap.2;
+            cx.term = None;
+            cx.mem_addr = None;
+        }
         if r.is_err() || cx.temps as usize > crate::cpu::MAX_TEMPS - 64 {
             cx.ops.truncate(snap.0);
             cx.temps = snap.1;
@@ -312,12 +320,9 @@ fn fold_moves(ops: &mut Vec<Op>, metas: &mut [InsnMeta], fixups: &[(u32, Vec<Op>
 
 /// Whether a lifter accepts this instruction (for test generators).
 pub fn lift_probe(i: &Instruction) -> bool {
-    match lifter(i.mnemonic()) {
-        None => false,
-        Some(f) => {
-            let mut cx = LiftCx::new(i);
-            cx.live_out = u32::MAX;
-            f(&mut cx).is_ok()
-        }
-    }
+    lifters(i.mnemonic()).iter().any(|f| {
+        let mut cx = LiftCx::new(i);
+        cx.live_out = u32::MAX;
+        f(&mut cx).is_ok()
+    })
 }
