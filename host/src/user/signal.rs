@@ -308,16 +308,19 @@ pub fn fault_info(sig: i32, code: i32, addr: u64) -> SigInfo {
     i
 }
 
-/// What `fault` turns into: signal, si_code, si_addr, trap number, error code.
-pub fn classify(fault: Fault, pc: u64, cpu: &CpuState) -> (i32, i32, u64, u64, u64) {
+/// What `fault` turns into: signal, si_code, si_addr, trap number, error code. As in
+/// the kernel, a page fault on an address the guest has mapped is SEGV_ACCERR and one on
+/// an unmapped address SEGV_MAPERR (the error code's present bit is not enough: a page
+/// never touched is not present in the page tables even though it is mapped).
+pub fn classify(fault: Fault, pc: u64, cpu: &CpuState, mapped: bool) -> (i32, i32, u64, u64, u64) {
     use si::SI_KERNEL;
     match fault {
         Fault::PageFault { addr, code } if code & PF_BUS != 0 => {
             (libc::SIGBUS, si::BUS_ADRERR, addr, 14, (code & !PF_BUS) as u64)
         }
         Fault::PageFault { addr, code } => {
-            let c =
-                if code & crate::cpu::pf::PRESENT != 0 { si::SEGV_ACCERR } else { si::SEGV_MAPERR };
+            let present = mapped || code & crate::cpu::pf::PRESENT != 0;
+            let c = if present { si::SEGV_ACCERR } else { si::SEGV_MAPERR };
             (libc::SIGSEGV, c, addr, 14, code as u64)
         }
         Fault::GeneralProtection(e) => (libc::SIGSEGV, SI_KERNEL, 0, 13, e as u64),
@@ -675,7 +678,11 @@ fn force_sigsegv(t: &mut Thread) {
 
 /// `Exit::Fault`: turn the exception into its signal and deliver it now.
 pub fn on_fault(t: &mut Thread, fault: Fault, pc: u64, next: u64) {
-    let (sig, code, addr, trapno, err) = classify(fault, pc, &t.vcpu.cpu);
+    let mapped = match fault {
+        Fault::PageFault { addr, .. } => t.proc.shared.is_mapped(addr),
+        _ => false,
+    };
+    let (sig, code, addr, trapno, err) = classify(fault, pc, &t.vcpu.cpu, mapped);
     if matches!(fault, Fault::Breakpoint | Fault::Debug | Fault::Overflow) {
         t.vcpu.cpu.set_rip(next);
     } else {
@@ -778,16 +785,19 @@ mod tests {
     fn faults_map_to_linux_signals() {
         let c = CpuState::new_user();
         let pf = Fault::PageFault { addr: 0x10, code: 4 };
-        assert_eq!(classify(pf, 1, &c).0, libc::SIGSEGV);
-        assert_eq!(classify(pf, 1, &c).1, si::SEGV_MAPERR);
+        assert_eq!(classify(pf, 1, &c, false).0, libc::SIGSEGV);
+        assert_eq!(classify(pf, 1, &c, false).1, si::SEGV_MAPERR);
         let pf = Fault::PageFault { addr: 0x10, code: 7 };
-        assert_eq!(classify(pf, 1, &c).1, si::SEGV_ACCERR);
+        assert_eq!(classify(pf, 1, &c, false).1, si::SEGV_ACCERR);
         let bus = Fault::PageFault { addr: 0x10, code: 4 | PF_BUS };
-        assert_eq!(classify(bus, 1, &c).0, libc::SIGBUS);
-        assert_eq!(classify(Fault::InvalidOpcode, 9, &c), (libc::SIGILL, si::ILL_ILLOPN, 9, 6, 0));
-        assert_eq!(classify(Fault::DivideError, 9, &c).0, libc::SIGFPE);
-        assert_eq!(classify(Fault::Breakpoint, 9, &c).0, libc::SIGTRAP);
-        assert_eq!(classify(Fault::GeneralProtection(0), 9, &c).0, libc::SIGSEGV);
+        assert_eq!(classify(bus, 1, &c, false).0, libc::SIGBUS);
+        assert_eq!(
+            classify(Fault::InvalidOpcode, 9, &c, false),
+            (libc::SIGILL, si::ILL_ILLOPN, 9, 6, 0)
+        );
+        assert_eq!(classify(Fault::DivideError, 9, &c, false).0, libc::SIGFPE);
+        assert_eq!(classify(Fault::Breakpoint, 9, &c, false).0, libc::SIGTRAP);
+        assert_eq!(classify(Fault::GeneralProtection(0), 9, &c, false).0, libc::SIGSEGV);
     }
 
     #[test]

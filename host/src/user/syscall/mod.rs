@@ -47,6 +47,13 @@ pub fn handle(t: &mut Thread) -> Option<i32> {
     let cpu = &t.vcpu.cpu;
     let nr = cpu.gpr(0);
     let args = [cpu.gpr(7), cpu.gpr(6), cpu.gpr(2), cpu.gpr(10), cpu.gpr(8), cpu.gpr(9)];
+    let no_return = matches!(
+        nr as i64,
+        libc::SYS_exit | libc::SYS_exit_group | libc::SYS_execve | libc::SYS_execveat
+    );
+    if no_return && t.proc.config.strace {
+        log(t, nr, &args, None);
+    }
     let r = dispatch(t, nr, &args);
     match r {
         Sc::Ret(v) => {
@@ -76,12 +83,7 @@ pub fn handle(t: &mut Thread) -> Option<i32> {
                 log(t, nr, &args, None);
             }
         }
-        Sc::Exit(code) => {
-            if t.proc.config.strace {
-                log(t, nr, &args, None);
-            }
-            return Some(code);
-        }
+        Sc::Exit(code) => return Some(code),
     }
     None
 }
