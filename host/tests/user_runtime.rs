@@ -100,6 +100,7 @@ fn exit_codes_and_deaths_match_native() {
         (&["kill", "10"], "signal 10"),
         (&["kill", "17"], "exit 1"), // SIGCHLD is ignored by default
         (&["ud2"], "signal 4"),
+        (&["pipe"], "signal 13"),
     ];
     for (args, want) in cases {
         let nat = native(&p, args, &[]);
@@ -124,4 +125,32 @@ fn unimplemented_instruction_is_sigill_with_one_line() {
     assert!(lines[0].starts_with("blockscope: unimplemented instruction at 0x"), "{stderr}");
     assert!(lines[0].ends_with("vaddps zmm0,zmm1,zmm2"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&emu.stdout), "start\n");
+}
+
+#[test]
+fn ignored_signals_are_inherited() {
+    if !have_gcc() {
+        return;
+    }
+    let d = TempDir::new("rt-sigign");
+    let p = build_nolibc(&d, "rt_die");
+    // A shell ignores SIGPIPE and SIGTERM, then execs the program (natively or under
+    // blockscope): the program sees EPIPE instead of dying, and survives kill(SIGTERM).
+    let run = |prefix: &[&str], args: &[&str]| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("trap '' PIPE TERM; exec \"$@\"")
+            .arg("sh")
+            .args(prefix)
+            .arg(&p)
+            .args(args)
+            .output()
+            .expect("run sh")
+    };
+    for args in [&["pipe"][..], &["kill", "15"][..]] {
+        let nat = run(&[], args);
+        let emu = run(&[blockscope(), "run", "--"], args);
+        assert_same(&format!("rt_die {args:?} with SIG_IGN inherited"), &nat, &emu);
+        assert!(nat.status.code().is_some(), "{}", show(&nat));
+    }
 }

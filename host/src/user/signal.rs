@@ -119,7 +119,7 @@ impl Actions {
     pub fn inherit() -> Actions {
         let mut a = [Action::default(); 65];
         for (sig, act) in a.iter_mut().enumerate().skip(1) {
-            if sys::host_ignored(sig as i32) {
+            if sys::ignored_at_exec(sig as i32) {
                 act.handler = SIG_IGN;
             }
         }

@@ -503,7 +503,29 @@ pub fn set_host_action(sig: i32, action: HostAction) {
     syscall6(libc::SYS_rt_sigaction, [sig as u64, &sa as *const _ as u64, 0, 8, 0, 0]);
 }
 
-/// The host disposition of `sig` at startup: whether it is ignored.
+/// Whether SIGPIPE was ignored when the process started, captured by an ELF constructor
+/// before the Rust runtime sets SIGPIPE to SIG_IGN for itself.
+static SIGPIPE_IGNORED_AT_START: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn capture_startup_dispositions() {
+    SIGPIPE_IGNORED_AT_START.store(host_ignored(libc::SIGPIPE), Ordering::SeqCst);
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CAPTURE_STARTUP_DISPOSITIONS: extern "C" fn() = capture_startup_dispositions;
+
+/// Whether `sig` was ignored when this process was executed (ignored dispositions
+/// survive `execve`, so the guest inherits them).
+pub fn ignored_at_exec(sig: i32) -> bool {
+    if sig == libc::SIGPIPE {
+        SIGPIPE_IGNORED_AT_START.load(Ordering::SeqCst)
+    } else {
+        host_ignored(sig)
+    }
+}
+
+/// The current host disposition of `sig`: whether it is ignored.
 pub fn host_ignored(sig: i32) -> bool {
     let mut old = KSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
     let r = syscall6(libc::SYS_rt_sigaction, [sig as u64, 0, &mut old as *mut _ as u64, 8, 0, 0]);

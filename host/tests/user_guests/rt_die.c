@@ -1,4 +1,4 @@
-/* Ways to end: rt_die exit N | segv | kill SIG | unimpl | ud2 */
+/* Ways to end: rt_die exit N | segv | kill SIG | unimpl | ud2 | pipe */
 #include "nolibc.h"
 
 static long num(const char *s) {
@@ -19,6 +19,15 @@ int cmain(u64 *sp) {
     if (seq(m, "exit")) return (int)num(argv[2]);
     if (seq(m, "segv")) return *(volatile int *)0x8;
     if (seq(m, "kill")) sys2(NR_kill, sys0(NR_getpid), num(argv[2]));
+    if (seq(m, "pipe")) {
+        int fds[2];
+        long r;
+        sys1(NR_pipe, fds);
+        sys1(NR_close, fds[0]);
+        r = sys3(NR_write, fds[1], "x", 1);
+        out(r == -32 ? "EPIPE\n" : "?\n");
+        return 3;
+    }
     if (seq(m, "ud2")) __asm__ volatile("ud2");
     if (seq(m, "unimpl")) __asm__ volatile(".byte 0x62, 0xf1, 0x74, 0x48, 0x58, 0xc2"); /* vaddps zmm0,zmm1,zmm2 */
     out("still alive\n");

@@ -283,8 +283,9 @@ pub fn execve(t: &mut Thread, dirfd: i32, path: u64, argv: u64, envp: u64, flags
         crate::user::reexec_args(&t.proc.config).into_iter().map(|s| cstring(s.into_bytes())),
     );
     let argv0 = argv.first().cloned().unwrap_or_else(|| path.clone());
-    av.push(cstring(b"--argv0".to_vec()));
-    av.push(cstring(argv0));
+    let mut a0 = b"--argv0=".to_vec();
+    a0.extend_from_slice(&argv0);
+    av.push(cstring(a0));
     av.push(cstring(b"--".to_vec()));
     av.push(cstring(path));
     av.extend(argv.into_iter().skip(1).map(cstring));
