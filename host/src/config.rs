@@ -26,6 +26,8 @@ pub struct Config {
     pub trace_translate: bool,
     /// Log syscalls to stderr, strace-like.
     pub strace: bool,
+    /// `--plugin` specs (`path[,k=v]...`), in command-line order.
+    pub plugins: Vec<String>,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             max_block_insns: 64,
             trace_translate: false,
             strace: false,
+            plugins: Vec::new(),
         }
     }
 }

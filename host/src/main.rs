@@ -1,4 +1,6 @@
-//! The `blockscope` command.
+//! The `blockscope` command (see `cli`).
+mod cli;
+
 fn main() {
-    std::process::exit(0)
+    std::process::exit(cli::main())
 }

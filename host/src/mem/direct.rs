@@ -528,6 +528,25 @@ impl DirectShared {
         Ok(p as u64)
     }
 
+    /// The guest-mapped parts of `[lo, hi)` as `(start, end, prot)` runs of equal
+    /// protection, in address order.
+    pub fn mapped_ranges(&self, lo: u64, hi: u64) -> Vec<(u64, u64, Prot)> {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(u64, u64, Prot)> = Vec::new();
+        for (&p, &prot) in m.prot.range(page_floor(lo)..page_ceil(hi)) {
+            match out.last_mut() {
+                Some(last) if last.1 == p && last.2 == prot => last.1 = p + PAGE_SIZE,
+                _ => out.push((p, p + PAGE_SIZE, prot)),
+            }
+        }
+        out
+    }
+    /// Pages in `[lo, hi)` that hold translated code.
+    pub fn code_pages(&self, lo: u64, hi: u64) -> Vec<u64> {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.code.range(page_floor(lo)..page_ceil(hi)).map(|(k, _)| *k).collect()
+    }
+
     /// Whether the page holding `addr` is mapped in the guest.
     pub fn is_mapped(&self, addr: u64) -> bool {
         self.prot_of(addr).is_some()

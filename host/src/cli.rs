@@ -1,0 +1,107 @@
+//! The `blockscope` command line (clap). Parsing and error printing only; the work is
+//! done by the library (`blockscope::user::run`).
+//!
+//! Exit status of `blockscope run`: the guest's own exit status; if the guest dies of
+//! signal N, blockscope dies of the same signal (its parent sees the same wait status as
+//! for the native program, a shell prints 128+N); 2 when blockscope cannot start the
+//! program or the command line is wrong, with one line `blockscope: ...` on stderr.
+
+use blockscope::config::{Config, Tier};
+use blockscope::user::{self, Launch};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+
+const EXIT_STATUS: &str = "\
+Exit status of `blockscope run`:
+  N        the guest exited with status N
+  128+N    (as a shell shows it) the guest died of signal N: blockscope kills itself
+           with the same signal, so the wait status is the native one (139 = SIGSEGV,
+           134 = SIGABRT, 132 = SIGILL, also for unimplemented instructions)
+  2        blockscope could not start the program (missing, unreadable, not an ELF,
+           not x86-64) or the command line is invalid; one line on stderr";
+
+/// blockscope: an x86-64 emulator built for instrumentation.
+#[derive(Parser, Debug)]
+#[command(name = "blockscope", version, about, after_help = EXIT_STATUS)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a Linux x86-64 program under emulation (user mode, like qemu-x86_64).
+    #[command(after_help = EXIT_STATUS)]
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TierArg {
+    /// IR interpreter only.
+    Interp,
+    /// Compile every block before running it.
+    Jit,
+    /// Interpret until hot, then compile.
+    Auto,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Execution tier.
+    #[arg(long, value_enum, default_value = "auto")]
+    tier: TierArg,
+    /// Load a plugin: PATH[,key=value]... (repeatable).
+    #[arg(long = "plugin", value_name = "SPEC")]
+    plugins: Vec<String>,
+    /// Print each translated block (guest disassembly and IR) to stderr.
+    #[arg(long)]
+    trace_translate: bool,
+    /// Log every guest syscall (number, arguments, result) to stderr.
+    #[arg(long)]
+    strace: bool,
+    /// argv[0] given to the program (default: PROG as written).
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<OsString>,
+    /// The program (looked up in PATH like a shell does) and its arguments.
+    #[arg(value_name = "PROG [ARGS]", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+    command: Vec<OsString>,
+}
+
+/// Parse the command line and run; returns the process exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run(a) => run(a),
+    }
+}
+
+fn run(a: RunArgs) -> i32 {
+    let config = Config {
+        tier: match a.tier {
+            TierArg::Interp => Tier::Interp,
+            TierArg::Jit => Tier::Jit,
+            TierArg::Auto => Tier::Auto,
+        },
+        trace_translate: a.trace_translate,
+        strace: a.strace,
+        plugins: a.plugins,
+        ..Config::default()
+    };
+    if !config.plugins.is_empty() {
+        eprintln!("blockscope: plugins are not available yet");
+        return 2;
+    }
+    let mut cmd = a.command.into_iter();
+    let Some(prog) = cmd.next() else {
+        eprintln!("blockscope: missing program");
+        return 2;
+    };
+    let launch = Launch { prog: prog.clone(), args: cmd.collect(), argv0: a.argv0 };
+    match user::run(config, &launch) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("blockscope: {}: {e}", prog.to_string_lossy());
+            2
+        }
+    }
+}

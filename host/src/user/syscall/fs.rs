@@ -1,0 +1,56 @@
+//! File syscalls that must not show the emulator: `/proc/self/exe` names (readlink) and
+//! opens (open, openat) the guest program, not blockscope. Everything else passes through.
+
+use super::{passthrough, read_cstr, write_bytes};
+use crate::user::process::Thread;
+use crate::user::sys;
+use std::os::unix::ffi::OsStrExt;
+
+/// Whether `path` names the running executable through /proc.
+pub fn is_self_exe(path: &[u8]) -> bool {
+    if path == b"/proc/self/exe" || path == b"/proc/thread-self/exe" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix(b"/proc/") else { return false };
+    let Some(pid) = rest.strip_suffix(b"/exe") else { return false };
+    std::str::from_utf8(pid).ok().and_then(|s| s.parse::<i32>().ok()) == Some(sys::getpid())
+}
+
+/// `readlink` / `readlinkat`.
+pub fn readlink(t: &mut Thread, dirfd: i32, path: u64, buf: u64, size: u64) -> i64 {
+    let p = match read_cstr(t, path, 4096) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    if (p.first() == Some(&b'/') || dirfd == libc::AT_FDCWD) && is_self_exe(&p) {
+        if size as i64 <= 0 {
+            return -(libc::EINVAL as i64);
+        }
+        let exe = t.proc.exe.as_os_str().as_bytes().to_vec();
+        let n = exe.len().min(size as usize);
+        return match write_bytes(t, buf, &exe[..n]) {
+            Ok(()) => n as i64,
+            Err(e) => e,
+        };
+    }
+    passthrough(t, libc::SYS_readlinkat as u64, &[dirfd as u64, path, buf, size, 0, 0])
+}
+
+/// `open` / `openat`.
+pub fn open(t: &mut Thread, dirfd: i32, path: u64, flags: u64, mode: u64, nr: u64) -> i64 {
+    let p = match read_cstr(t, path, 4096) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    if (p.first() == Some(&b'/') || dirfd == libc::AT_FDCWD) && is_self_exe(&p) {
+        let exe =
+            std::ffi::CString::new(t.proc.exe.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+        let a = [libc::AT_FDCWD as u64, exe.as_ptr() as u64, flags, mode, 0, 0];
+        return passthrough(t, libc::SYS_openat as u64, &a);
+    }
+    if nr == libc::SYS_open as u64 {
+        passthrough(t, nr, &[path, flags, mode, 0, 0, 0])
+    } else {
+        passthrough(t, nr, &[dirfd as u64, path, flags, mode, 0, 0])
+    }
+}

@@ -1,0 +1,35 @@
+/* Ways to end: rt_die exit N | segv | kill SIG | unimpl | ud2 | pipe */
+#include "nolibc.h"
+
+static long num(const char *s) {
+    long n = 0;
+    while (*s >= '0' && *s <= '9') {
+        long t = n, k;
+        for (k = 0; k < 9; k++) n += t;
+        n += *s - '0';
+        s++;
+    }
+    return n;
+}
+
+int cmain(u64 *sp) {
+    char **argv = (char **)(sp + 1);
+    const char *m = argv[1];
+    out("start\n");
+    if (seq(m, "exit")) return (int)num(argv[2]);
+    if (seq(m, "segv")) return *(volatile int *)0x8;
+    if (seq(m, "kill")) sys2(NR_kill, sys0(NR_getpid), num(argv[2]));
+    if (seq(m, "pipe")) {
+        int fds[2];
+        long r;
+        sys1(NR_pipe, fds);
+        sys1(NR_close, fds[0]);
+        r = sys3(NR_write, fds[1], "x", 1);
+        out(r == -32 ? "EPIPE\n" : "?\n");
+        return 3;
+    }
+    if (seq(m, "ud2")) __asm__ volatile("ud2");
+    if (seq(m, "unimpl")) __asm__ volatile(".byte 0x62, 0xf1, 0x74, 0x48, 0x58, 0xc2"); /* vaddps zmm0,zmm1,zmm2 */
+    out("still alive\n");
+    return 1;
+}
