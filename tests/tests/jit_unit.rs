@@ -292,9 +292,7 @@ fn full_regions_are_replaced_and_old_code_stays_runnable() {
         let b = block(vec![vec![Op::Const { dst: RAX, imm: i }]], Term::Jump(0x9999 + i), vec![]);
         tbs.push((i, b.clone(), compile(&mut jit, &b)));
     }
-    let regions: std::collections::HashSet<usize> =
-        tbs.iter().map(|(_, _, tb)| Arc::as_ptr(tb.region()) as usize).collect();
-    assert!(regions.len() > 1, "200 blocks must not fit in one 4 KiB region");
+    assert!(jit.generation().region_count() > 1, "200 blocks must not fit in one 4 KiB region");
     for (i, b, tb) in &tbs {
         let out = assert_tb(&mut jit, tb, b, &cpu, &mem, "region");
         assert_eq!((out.slots[0], out.exit), (*i, BlockExit::Jump(0x9999 + i)));

@@ -1,10 +1,12 @@
 //! How compiled code leaves: the exit-code protocol between generated code and `entry`.
 //!
-//! A compiled block returns one `u64`. Its low 8 bits are an exit kind; for faults the
-//! bits above hold an index into the block's fault-site table. Before returning, the code
-//! has written back every dirty guest slot and stored the exit's pc in `%rip`, so the
-//! `BlockExit` is rebuilt from the kind, `%rip` and the site alone, exactly as
-//! `interp::run_block` would have returned it.
+//! A compiled block returns one `u64`, an exit kind. Before returning, the code has
+//! written back every dirty guest slot and stored the exit's pc in `%rip`; a fault exit has
+//! also stored the address of its `FaultSite` in `JitCtx::fault_site`, and an unlinked
+//! direct exit the address of its `ExitSlot` in `JitCtx::last_exit`. The `BlockExit` is
+//! rebuilt from these alone, exactly as `interp::run_block` would have returned it. (With
+//! chaining, the block that returns is not necessarily the one that was entered, so
+//! nothing here may depend on the entered block.)
 
 use crate::backend::BlockExit;
 use crate::cpu::Fault;
@@ -23,7 +25,7 @@ pub(super) mod kind {
     pub const HALT: u64 = 4;
     /// `BlockExit::CodeWritten`.
     pub const CODE_WRITTEN: u64 = 5;
-    /// `BlockExit::Fault`: the site index is in the upper bits.
+    /// `BlockExit::Fault`, described by `JitCtx::fault_site`.
     pub const FAULT: u64 = 6;
     /// A shim caught a panic; `entry` re-raises it.
     pub const PANIC: u64 = 7;
@@ -39,11 +41,6 @@ pub(super) struct FaultSite {
     pub next: u64,
 }
 
-/// The exit code for fault site `site`.
-pub(super) fn fault_code(site: usize) -> u64 {
-    kind::FAULT | (site as u64) << 8
-}
-
 /// What one return from compiled code means.
 pub(super) enum Decoded {
     /// A normal exit.
@@ -52,10 +49,15 @@ pub(super) enum Decoded {
     Panic,
 }
 
-/// Rebuild the `BlockExit` from an exit code. `rip` is `%rip` after the return and
-/// `pending` the fault a shim reported, if any.
-pub(super) fn decode(code: u64, rip: u64, sites: &[FaultSite], pending: Option<Fault>) -> Decoded {
-    Decoded::Exit(match code & 0xff {
+/// Rebuild the `BlockExit` from an exit code. `rip` is `%rip` after the return, `site`
+/// the fault site a fault exit named and `pending` the fault a shim reported, if any.
+pub(super) fn decode(
+    code: u64,
+    rip: u64,
+    site: Option<FaultSite>,
+    pending: Option<Fault>,
+) -> Decoded {
+    Decoded::Exit(match code {
         kind::JUMP => BlockExit::Jump(rip),
         kind::INDIRECT => BlockExit::Indirect { pc: rip, is_ret: false },
         kind::RET => BlockExit::Indirect { pc: rip, is_ret: true },
@@ -63,7 +65,6 @@ pub(super) fn decode(code: u64, rip: u64, sites: &[FaultSite], pending: Option<F
         kind::HALT => BlockExit::Halt,
         kind::CODE_WRITTEN => BlockExit::CodeWritten,
         kind::FAULT => {
-            let site = sites.get((code >> 8) as usize).copied();
             let site = site.unwrap_or(FaultSite { fault: None, next: rip });
             // A shim always parks its fault before returning FAULT; the fallback only
             // keeps a broken invariant from becoming a panic inside the exec loop.

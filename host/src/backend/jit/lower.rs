@@ -20,17 +20,45 @@
 //!
 //! The code-written continuation is emitted as a copy of the remaining ops of the
 //! instruction on the cold path, so the hot path pays one status test per memory op.
+//!
+//! Exits (see `chain`): a direct exit loads its `ExitSlot` and tail-calls the linked
+//! successor (budget permitting) or returns `JUMP` naming the slot; an indirect exit probes
+//! the vCPU's indirect table the same way. Functions use Cranelift's `tail` calling
+//! convention so a chain of blocks runs in one host frame.
+//!
+//! User-mode fast path (`direct`): a load or store first calls `mem::direct`'s raw
+//! accessor for its width straight from the generated code; only when that reports a
+//! non-zero status (a fault, or a write to a write-protected code page) is the access
+//! redone through the generic shim, which produces the exact fault or code-write outcome.
+//! The two paths rejoin, the only place where the function is not a tree.
 
 use super::arith;
-use super::exits::{fault_code, kind, FaultSite};
+use super::chain::{ExitSlot, IND_SHIFT, IND_SIZE, SLOT_TARGET};
+use super::exits::{kind, FaultSite};
 use super::regs::{Regs, SlotState};
-use super::rt::{rmw_code, status, RtFn};
+use super::rt::{rmw_code, status, RtFn, CTX_BUDGET, CTX_FAULT_SITE, CTX_IND_TABLE, CTX_LAST_EXIT};
 use crate::cpu::Fault;
 use crate::ir::{Block, Op, Slot, Term};
-use cranelift_codegen::ir::{self, condcodes::IntCC, types, InstBuilder, SigRef, Value};
+use crate::mem::DirectAccessors;
+use cranelift_codegen::ir::{
+    self, condcodes::IntCC, types, AbiParam, InstBuilder, MemFlagsData, SigRef, Signature, Value,
+};
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::AtomicUsize;
+
+/// What `build` hands back: the data the code refers to by address. The boxes must be
+/// kept alive (by the code generation) for as long as the code can run.
+#[allow(
+    clippy::vec_box,
+    reason = "generated code embeds each element's address: it must never move"
+)]
+pub(super) struct ExitData {
+    pub slots: Vec<Box<ExitSlot>>,
+    pub sites: Vec<Box<FaultSite>>,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -44,35 +72,46 @@ struct Lower<'a, 'f> {
     b: &'a Block,
     regs: Regs,
     ctx: Value,
-    sites: Vec<FaultSite>,
+    cpu: Value,
+    data: ExitData,
+    slot_of_pc: HashMap<u64, usize>,
+    site_of: HashMap<(Option<Fault>, u64), usize>,
     sigs: Vec<(RtFn, SigRef)>,
-    call_conv: CallConv,
+    raw_sigs: [Option<SigRef>; 2],
+    tail_sig: SigRef,
+    direct: Option<DirectAccessors>,
     panic_block: Option<ir::Block>,
 }
 
-/// Build the body of `func` (whose signature the caller set) for block `b`. Returns the
-/// fault-site table the exit codes index.
+/// Build the body of `func` (whose signature, `tb_signature`, the caller set) for block
+/// `b`. `direct` enables the user-mode fast path for loads and stores.
 pub(super) fn build(
     func: &mut ir::Function,
     fctx: &mut FunctionBuilderContext,
     b: &Block,
-    call_conv: CallConv,
+    direct: Option<DirectAccessors>,
     frontend: TargetFrontendConfig,
-) -> Vec<FaultSite> {
+) -> ExitData {
     let mut fb = FunctionBuilder::new(func, fctx);
     let entry = fb.create_block();
     fb.append_block_params_for_function_params(entry);
     fb.switch_to_block(entry);
     fb.seal_block(entry);
     let (ctx, cpu) = (fb.block_params(entry)[0], fb.block_params(entry)[1]);
+    let tail_sig = fb.import_signature(tb_signature());
     let mut l = Lower {
         fb,
         b,
         regs: Regs::new(cpu, b.temps),
         ctx,
-        sites: Vec::new(),
+        cpu,
+        data: ExitData { slots: Vec::new(), sites: Vec::new() },
+        slot_of_pc: HashMap::new(),
+        site_of: HashMap::new(),
         sigs: Vec::new(),
-        call_conv,
+        raw_sigs: [None; 2],
+        tail_sig,
+        direct,
         panic_block: None,
     };
     let mut st = SlotState::default();
@@ -87,7 +126,27 @@ pub(super) fn build(
     }
     l.fb.seal_all_blocks();
     l.fb.finalize(frontend);
-    l.sites
+    l.data
+}
+
+/// The signature of every compiled block: `fn(ctx, cpu) -> exit kind`, tail-callable.
+pub(super) fn tb_signature() -> Signature {
+    let mut sig = Signature::new(CallConv::Tail);
+    sig.params.push(AbiParam::new(types::I64)); // ctx
+    sig.params.push(AbiParam::new(types::I64)); // cpu
+    sig.returns.push(AbiParam::new(types::I64)); // exit kind
+    sig
+}
+
+/// The signature of a raw `mem::direct` accessor: `(addr[, val]) -> (val, status)`.
+fn raw_signature(nargs: usize) -> Signature {
+    let mut sig = Signature::new(CallConv::SystemV);
+    for _ in 0..nargs {
+        sig.params.push(AbiParam::new(types::I64));
+    }
+    sig.returns.push(AbiParam::new(types::I64));
+    sig.returns.push(AbiParam::new(types::I64));
+    sig
 }
 
 impl Lower<'_, '_> {
@@ -116,6 +175,72 @@ impl Lower<'_, '_> {
         self.leave(st, r, code)
     }
 
+    fn store_ctx(&mut self, v: Value, off: i32) {
+        self.fb.ins().store(MemFlagsData::trusted(), v, self.ctx, off);
+    }
+
+    /// Spend one unit of budget and tail-call `code`, or go to `miss` when none is left.
+    fn chain_to(&mut self, code: Value, miss: ir::Block) {
+        let flags = MemFlagsData::trusted();
+        let b = self.fb.ins().load(types::I64, flags, self.ctx, CTX_BUDGET);
+        let go = self.fb.create_block();
+        self.fb.ins().brif(b, go, &[], miss, &[]);
+        self.fb.seal_block(go);
+        self.fb.switch_to_block(go);
+        let b1 = self.fb.ins().iadd_imm_s(b, -1);
+        self.fb.ins().store(flags, b1, self.ctx, CTX_BUDGET);
+        self.fb.ins().return_call_indirect(self.tail_sig, code, &[self.ctx, self.cpu]);
+    }
+
+    /// Leave to the direct target `pc`: through the exit slot when linked, else return.
+    fn exit_direct(&mut self, st: &mut SlotState, pc: u64) {
+        let rip = self.konst(pc);
+        self.regs.write_back(&mut self.fb, st);
+        self.regs.store_rip(&mut self.fb, rip);
+        let idx = *self.slot_of_pc.entry(pc).or_insert_with(|| {
+            self.data.slots.push(Box::new(ExitSlot { target: AtomicUsize::new(0), pc }));
+            self.data.slots.len() - 1
+        });
+        let slot = self.konst(&*self.data.slots[idx] as *const ExitSlot as u64);
+        let t = self.fb.ins().load(types::I64, MemFlagsData::trusted(), slot, SLOT_TARGET);
+        let (linked, miss) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.set_cold_block(miss);
+        self.fb.ins().brif(t, linked, &[], miss, &[]);
+        self.fb.seal_block(linked);
+        self.fb.switch_to_block(linked);
+        self.chain_to(t, miss);
+        self.fb.seal_block(miss);
+        self.fb.switch_to_block(miss);
+        self.store_ctx(slot, CTX_LAST_EXIT);
+        let c = self.konst(kind::JUMP);
+        self.fb.ins().return_(&[c]);
+    }
+
+    /// Leave to the computed target `pc`: through the indirect table on a hit, else return.
+    fn exit_indirect(&mut self, st: &mut SlotState, pc: Value, is_ret: bool) {
+        self.regs.write_back(&mut self.fb, st);
+        self.regs.store_rip(&mut self.fb, pc);
+        let flags = MemFlagsData::trusted();
+        let table = self.fb.ins().load(types::I64, flags, self.ctx, CTX_IND_TABLE);
+        let h = self.fb.ins().ushr_imm_u(pc, IND_SHIFT);
+        let h = self.fb.ins().bxor(h, pc);
+        let h = self.fb.ins().band_imm_u(h, IND_SIZE as i64 - 1);
+        let off = self.fb.ins().ishl_imm_u(h, 4);
+        let e = self.fb.ins().iadd(table, off);
+        let epc = self.fb.ins().load(types::I64, flags, e, 0);
+        let hit = self.fb.ins().icmp(IntCC::Equal, epc, pc);
+        let (found, miss) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.ins().brif(hit, found, &[], miss, &[]);
+        self.fb.seal_block(found);
+        self.fb.switch_to_block(found);
+        let code = self.fb.ins().load(types::I64, flags, e, 8);
+        self.chain_to(code, miss);
+        self.fb.seal_block(miss);
+        self.fb.switch_to_block(miss);
+        let c = self.konst(if is_ret { kind::RET } else { kind::INDIRECT });
+        self.fb.ins().return_(&[c]);
+    }
+
     /// `brif c` to a new cold block, which becomes current; returns the fall-through
     /// block, to switch to once the cold path is complete.
     fn branch_cold(&mut self, c: Value) -> ir::Block {
@@ -134,7 +259,7 @@ impl Lower<'_, '_> {
         let sig = match self.sigs.iter().find(|(g, _)| *g == f) {
             Some(&(_, s)) => s,
             None => {
-                let s = self.fb.import_signature(f.signature(self.call_conv));
+                let s = self.fb.import_signature(f.signature(CallConv::SystemV));
                 self.sigs.push((f, s));
                 s
             }
@@ -206,16 +331,32 @@ impl Lower<'_, '_> {
         match op {
             Op::Load { w, dst, addr } => {
                 let a = self.read(st, addr);
-                let wv = self.konst(w as u64);
-                let (v, s) = self.call_rt(RtFn::Load, &[a, wv]);
-                self.check_status(s, v, Some(dst), i, mode, st, false);
+                let st0 = *st;
+                let slow = move |l: &mut Self| {
+                    let wv = l.konst(w as u64);
+                    let (v, s) = l.call_rt(RtFn::Load, &[a, wv]);
+                    l.check_status(s, v, Some(dst), i, mode, &st0, false);
+                    v
+                };
+                let v = match self.direct {
+                    Some(d) => self.direct_access(d.load[w as usize], &[a], slow),
+                    None => slow(self),
+                };
                 self.write(st, dst, v);
             }
             Op::Store { w, addr, val } => {
                 let (a, v) = (self.read(st, addr), self.read(st, val));
-                let wv = self.konst(w as u64);
-                let (r, s) = self.call_rt(RtFn::Store, &[a, wv, v]);
-                self.check_status(s, r, None, i, mode, st, true);
+                let st0 = *st;
+                let slow = move |l: &mut Self| {
+                    let wv = l.konst(w as u64);
+                    let (r, s) = l.call_rt(RtFn::Store, &[a, wv, v]);
+                    l.check_status(s, r, None, i, mode, &st0, true);
+                    r
+                };
+                match self.direct {
+                    Some(d) => self.direct_access(d.store[w as usize], &[a, v], slow),
+                    None => slow(self),
+                };
             }
             Op::AtomicRmw { op, w, dst, addr, val } => {
                 let (a, v) = (self.read(st, addr), self.read(st, val));
@@ -279,9 +420,13 @@ impl Lower<'_, '_> {
     }
 
     fn fault_exit(&mut self, st: &mut SlotState, pc: u64, fault: Option<Fault>, next: u64) {
-        self.sites.push(FaultSite { fault, next });
-        let code = fault_code(self.sites.len() - 1);
-        self.leave_at(st, pc, code)
+        let idx = *self.site_of.entry((fault, next)).or_insert_with(|| {
+            self.data.sites.push(Box::new(FaultSite { fault, next }));
+            self.data.sites.len() - 1
+        });
+        let site = self.konst(&*self.data.sites[idx] as *const FaultSite as u64);
+        self.store_ctx(site, CTX_FAULT_SITE);
+        self.leave_at(st, pc, kind::FAULT)
     }
 
     /// Op `i` faulted (`fault` is `None` when a shim parked it in the context).
@@ -307,7 +452,7 @@ impl Lower<'_, '_> {
 
     fn on_exit(&mut self, target: u64, mode: Mode, st: &mut SlotState) {
         match mode {
-            Mode::Normal | Mode::CwMid(_) => self.leave_at(st, target, kind::JUMP),
+            Mode::Normal | Mode::CwMid(_) => self.exit_direct(st, target),
             Mode::CwLast => self.terminator(st),
         }
     }
@@ -340,20 +485,66 @@ impl Lower<'_, '_> {
 
     fn terminator(&mut self, st: &mut SlotState) {
         match self.b.term {
-            Term::Jump(pc) => self.leave_at(st, pc, kind::JUMP),
+            Term::Jump(pc) => self.exit_direct(st, pc),
             Term::Branch { c, taken, not_taken } => {
                 let cv = self.read(st, c);
-                let (t, n) = (self.konst(taken), self.konst(not_taken));
-                let pc = self.fb.ins().select(cv, t, n);
-                self.leave(st, pc, kind::JUMP)
+                let (t, n) = (self.fb.create_block(), self.fb.create_block());
+                self.fb.ins().brif(cv, t, &[], n, &[]);
+                self.fb.seal_block(t);
+                self.fb.seal_block(n);
+                self.fb.switch_to_block(t);
+                self.exit_direct(&mut st.clone(), taken);
+                self.fb.switch_to_block(n);
+                self.exit_direct(st, not_taken);
             }
             Term::Indirect { target, is_ret } => {
                 let pc = self.read(st, target);
-                self.leave(st, pc, if is_ret { kind::RET } else { kind::INDIRECT })
+                self.exit_indirect(st, pc, is_ret)
             }
             Term::Syscall { next } => self.leave_at(st, next, kind::SYSCALL),
             Term::Halt { next } => self.leave_at(st, next, kind::HALT),
             Term::Fault { fault, pc, next } => self.fault_exit(st, pc, Some(fault), next),
         }
+    }
+
+    /// Call a raw `mem::direct` accessor: `(addr[, val]) -> (val, status)`.
+    fn call_raw(&mut self, addr: usize, args: &[Value]) -> (Value, Value) {
+        let n = args.len() - 1;
+        let sig = match self.raw_sigs[n] {
+            Some(s) => s,
+            None => {
+                let s = self.fb.import_signature(raw_signature(args.len()));
+                self.raw_sigs[n] = Some(s);
+                s
+            }
+        };
+        let f = self.konst(addr as u64);
+        let call = self.fb.ins().call_indirect(sig, f, args);
+        let r = self.fb.inst_results(call);
+        (r[0], r[1])
+    }
+
+    /// A load or store through the raw accessor, redone through the shim (`slow`, which
+    /// checks the status and may leave) when the accessor reports anything but success.
+    /// Returns the loaded value.
+    fn direct_access(
+        &mut self,
+        raw: usize,
+        args: &[Value],
+        slow: impl FnOnce(&mut Self) -> Value,
+    ) -> Value {
+        let (v, s) = self.call_raw(raw, args);
+        let join = self.fb.create_block();
+        let joined = self.fb.append_block_param(join, types::I64);
+        let cold = self.fb.create_block();
+        self.fb.ins().brif(s, cold, &[], join, &[v.into()]);
+        self.fb.seal_block(cold);
+        self.fb.set_cold_block(cold);
+        self.fb.switch_to_block(cold);
+        let v2 = slow(self);
+        self.fb.ins().jump(join, &[v2.into()]);
+        self.fb.seal_block(join);
+        self.fb.switch_to_block(join);
+        joined
     }
 }

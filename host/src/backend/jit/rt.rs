@@ -20,6 +20,8 @@
 //! only live references to them.
 #![allow(unsafe_code)] // extern "C" shims dereference the context pointer; see the contract
 
+use super::chain::{ExitSlot, IndEntry};
+use super::exits::FaultSite;
 use crate::cpu::{CpuState, Fault, Width};
 use crate::ir::{HelperCx, HelperDesc};
 use crate::mem::{GuestMemory, RmwOp};
@@ -40,11 +42,20 @@ pub(crate) mod status {
     pub const PANIC: u64 = 3;
 }
 
-/// What the shims work on during one run of compiled code.
+/// What the shims and the generated code work on during one run of compiled code. The
+/// fields up to `fault_site` are read or written by generated code at the `CTX_*` offsets.
 #[repr(C)]
 pub(crate) struct JitCtx<'a> {
     /// The vCPU state (the compiled code gets the same pointer as its second argument).
     pub cpu: *mut CpuState,
+    /// Chained transfers allowed before returning to the dispatcher.
+    pub budget: u64,
+    /// The vCPU's indirect table (`chain::IND_SIZE` entries).
+    pub ind_table: *const IndEntry,
+    /// Set by an unlinked direct exit: the `ExitSlot` it left through.
+    pub last_exit: *const ExitSlot,
+    /// Set by a fault exit: its `FaultSite`.
+    pub fault_site: *const FaultSite,
     /// Guest memory.
     pub mem: *mut (dyn GuestMemory + 'a),
     /// The fault reported by the last shim that returned `status::FAULT`.
@@ -52,6 +63,12 @@ pub(crate) struct JitCtx<'a> {
     /// A panic caught in a shim, re-raised once the compiled code has returned.
     pub panic: Option<Box<dyn Any + Send>>,
 }
+
+/// Offsets of the `JitCtx` fields generated code uses.
+pub(super) const CTX_BUDGET: i32 = std::mem::offset_of!(JitCtx<'static>, budget) as i32;
+pub(super) const CTX_IND_TABLE: i32 = std::mem::offset_of!(JitCtx<'static>, ind_table) as i32;
+pub(super) const CTX_LAST_EXIT: i32 = std::mem::offset_of!(JitCtx<'static>, last_exit) as i32;
+pub(super) const CTX_FAULT_SITE: i32 = std::mem::offset_of!(JitCtx<'static>, fault_site) as i32;
 
 /// A shim's result: rax = value, rdx = status.
 #[repr(C)]
