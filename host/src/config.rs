@@ -26,6 +26,8 @@ pub struct Config {
     pub trace_translate: bool,
     /// Log syscalls to stderr, strace-like.
     pub strace: bool,
+    /// Bytes of compiled code kept before the code cache is flushed and refilled.
+    pub jit_cache_size: usize,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             max_block_insns: 64,
             trace_translate: false,
             strace: false,
+            jit_cache_size: 256 << 20,
         }
     }
 }

@@ -244,6 +244,11 @@ impl Jit {
         Ok(self.place(&bytes, 0)?.as_ptr() as usize)
     }
 
+    /// The Cranelift IR of the last function compiled, as optimised (for traces).
+    pub fn last_clif(&self) -> String {
+        self.cg.func.display().to_string()
+    }
+
     /// The Cranelift IR for `b` before optimisation (for dumps and failing tests).
     pub fn clif(&mut self, b: &Block) -> Result<String, JitError> {
         self.build(b, None)?;
