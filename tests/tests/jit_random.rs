@@ -69,6 +69,8 @@ const FAULTS: [Fault; 4] = [
 
 struct Gen<'r> {
     rng: &'r mut Rng,
+    /// The block's own pc (target of self-loop exits).
+    pc: u64,
     ops: Vec<Op>,
     temps: u16,
     defined: Vec<Slot>,
@@ -206,7 +208,14 @@ impl Gen<'_> {
             }
             33..=35 => self.helper(),
             36 | 37 => Op::FaultIf { c: self.cond(), fault: self.rng.pick(&FAULTS) },
-            _ => Op::ExitIf { c: self.cond(), target: 0x50_0000 + self.rng.below(0x1000) },
+            _ => {
+                let target = if self.rng.chance(1, 4) {
+                    self.pc
+                } else {
+                    0x50_0000 + self.rng.below(0x1000)
+                };
+                Op::ExitIf { c: self.cond(), target }
+            }
         };
         self.push(op);
     }
@@ -246,8 +255,8 @@ impl Gen<'_> {
 }
 
 fn gen_block(rng: &mut Rng) -> Block {
-    let mut g = Gen { rng, ops: Vec::new(), temps: 0, defined: Vec::new() };
-    let pc0 = 0x40_0000 + g.rng.below(0x1000);
+    let pc0 = 0x40_0000 + rng.below(0x1000);
+    let mut g = Gen { rng, pc: pc0, ops: Vec::new(), temps: 0, defined: Vec::new() };
     let mut pc = pc0;
     let mut insns = Vec::new();
     let mut fixups = Vec::new();
@@ -274,9 +283,12 @@ fn gen_block(rng: &mut Rng) -> Block {
         let f = g.fixup();
         fixups.push((0, f));
     }
+    // Some blocks loop to themselves (the JIT turns those exits into a back edge).
+    let back = g.rng.chance(1, 4);
+    let taken = if back { pc0 } else { 0x60_0000 + g.rng.below(0x100) };
     let term = match g.rng.below(20) {
-        0..=5 => Term::Jump(pc),
-        6..=10 => Term::Branch { c: g.src(), taken: 0x60_0000 + g.rng.below(0x100), not_taken: pc },
+        0..=5 => Term::Jump(if back { pc0 } else { pc }),
+        6..=10 => Term::Branch { c: g.src(), taken, not_taken: pc },
         11..=13 => Term::Indirect { target: g.src(), is_ret: g.rng.chance(1, 2) },
         14 | 15 => Term::Syscall { next: pc },
         16 => Term::Halt { next: pc },
@@ -324,4 +336,61 @@ fn random_blocks_agree_with_interpreter() {
     for (k, &c) in kinds.iter().enumerate() {
         assert!(c >= 50, "exit kind {k} reached only {c} times: {kinds:?}");
     }
+}
+
+/// Self-looping blocks run chained with a budget of k must equal k+1 interpreted runs
+/// (stopping at the first exit that is not back to the block).
+#[test]
+fn random_self_loops_agree_with_repeated_interpretation() {
+    use blockscope::backend::interp::run_block;
+    use blockscope::backend::jit::ChainState;
+    use blockscope::backend::BlockExit;
+    let mut jit = Jit::new().expect("jit");
+    let mut rng = Rng(0x1009_5eed);
+    let (mut looped, mut tested) = (0, 0);
+    while tested < 1500 {
+        let b = gen_block(&mut rng);
+        let loops = matches!(b.term, Term::Jump(pc) if pc == b.pc)
+            || matches!(b.term, Term::Branch { taken, .. } if taken == b.pc)
+            || b.ops.iter().any(|op| matches!(op, Op::ExitIf { target, .. } if *target == b.pc));
+        if !loops {
+            continue;
+        }
+        tested += 1;
+        let tb = compile(&mut jit, &b);
+        let k = rng.below(6);
+        let cpu = random_cpu(&mut rng);
+        let mem = ScratchMem::new((0..MEM_LEN).map(|_| rng.next() as u8).collect());
+        let (mut ci, mut mi) = (cpu.clone(), mem.clone());
+        let mut ei = BlockExit::Halt;
+        for _ in 0..=k {
+            ei = run_block(&b, &mut ci, &mut mi);
+            // The run loop leaves after a block that wrote code (to invalidate it).
+            if ei != BlockExit::Jump(b.pc) || mi.written {
+                break;
+            }
+        }
+        let (mut cj, mut mj) = (cpu.clone(), mem.clone());
+        let mut chain = ChainState::default();
+        chain.budget = k;
+        let (ej, _) = tb.run_chained(&mut cj, &mut mj, &mut chain);
+        if ej == BlockExit::Jump(b.pc) && k > 0 {
+            looped += 1;
+        }
+        let same =
+            ei == ej && ci.slots[..GUEST_SLOTS] == cj.slots[..GUEST_SLOTS] && mi.bytes == mj.bytes;
+        if !(same && mi.log == mj.log) {
+            let diff: Vec<String> = (0..GUEST_SLOTS)
+                .filter(|&s| ci.slots[s] != cj.slots[s])
+                .map(|s| format!("slot {s}: {:#x} vs {:#x}", ci.slots[s], cj.slots[s]))
+                .collect();
+            panic!(
+                "budget {k}: interp {ei:?}, jit {ej:?}\n{diff:?}\nlogs {:?}\n vs {:?}\n{b}\n{}",
+                mi.log,
+                mj.log,
+                jit.clif(&b).unwrap_or_default()
+            );
+        }
+    }
+    assert!(looped >= 50, "only {looped} runs looped through the budget");
 }

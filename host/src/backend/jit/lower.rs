@@ -26,6 +26,12 @@
 //! the vCPU's indirect table the same way. Functions use Cranelift's `tail` calling
 //! convention so a chain of blocks runs in one host frame.
 //!
+//! Self-loops: a direct exit back to the block's own pc (a one-block loop) jumps to a loop
+//! header inside the function instead, budget permitting, so the guest registers stay in
+//! host registers across iterations. For that the header's slot state is fixed: every
+//! guest slot the block mentions is loaded before the header, and every slot it writes is
+//! counted dirty; a back edge reloads what a state-writing helper made it forget.
+//!
 //! User-mode fast path (`direct`): a load or store first calls `mem::direct`'s raw
 //! accessor for its width straight from the generated code; only when that reports a
 //! non-zero status (a fault, or a write to a write-protected code page) is the access
@@ -81,6 +87,11 @@ struct Lower<'a, 'f> {
     tail_sig: SigRef,
     direct: Option<DirectAccessors>,
     panic_block: Option<ir::Block>,
+    /// The loop header and its slot state, when the block jumps to itself.
+    loop_head: Option<(ir::Block, SlotState)>,
+    /// Exits being emitted must return to the dispatcher (no chaining, no self-loop):
+    /// set while lowering what runs after a code write, so the loop can invalidate.
+    no_chain: bool,
 }
 
 /// Build the body of `func` (whose signature, `tb_signature`, the caller set) for block
@@ -113,8 +124,25 @@ pub(super) fn build(
         tail_sig,
         direct,
         panic_block: None,
+        loop_head: None,
+        no_chain: false,
     };
     let mut st = SlotState::default();
+    if jumps_to_itself(b) {
+        // `%rip` is part of the loop state: a back edge sets it to the block's pc, as the
+        // exit and re-entry it replaces would (helpers may read it).
+        let rip = 1u64 << crate::cpu::slot::RIP;
+        let (used, written) = guest_slots(b);
+        let (used, written) = (used | rip, written | rip);
+        for s in bits(used) {
+            l.read(&mut st, Slot(s));
+        }
+        let head = l.fb.create_block();
+        l.fb.ins().jump(head, &[]);
+        l.fb.switch_to_block(head);
+        st = SlotState { loaded: used, dirty: written };
+        l.loop_head = Some((head, st));
+    }
     l.lower_ops(0..b.ops.len(), Mode::Normal, &mut st);
     l.terminator(&mut st);
     if let Some(p) = l.panic_block {
@@ -127,6 +155,53 @@ pub(super) fn build(
     l.fb.seal_all_blocks();
     l.fb.finalize(frontend);
     l.data
+}
+
+/// Whether some direct exit of `b` goes back to its own pc.
+fn jumps_to_itself(b: &Block) -> bool {
+    let exit_if = b.ops.iter().any(|op| matches!(op, Op::ExitIf { target, .. } if *target == b.pc));
+    exit_if
+        || match b.term {
+            Term::Jump(pc) => pc == b.pc,
+            Term::Branch { taken, not_taken, .. } => taken == b.pc || not_taken == b.pc,
+            _ => false,
+        }
+}
+
+/// Guest slots `b`'s ops and terminator mention, and those its ops write.
+fn guest_slots(b: &Block) -> (u64, u64) {
+    let (mut used, mut written) = (0u64, 0u64);
+    let mut note = |s: Slot, w: bool| {
+        if s.is_guest() {
+            used |= 1 << s.index();
+            if w {
+                written |= 1 << s.index();
+            }
+        }
+    };
+    for op in &b.ops {
+        op.for_each_src(|s| note(s, false));
+        if let Some(d) = op.dst() {
+            note(d, true);
+        }
+    }
+    match b.term {
+        Term::Branch { c, .. } => note(c, false),
+        Term::Indirect { target, .. } => note(target, false),
+        _ => {}
+    }
+    (used, written)
+}
+
+/// The set bits of `m`, as slot numbers.
+fn bits(mut m: u64) -> impl Iterator<Item = u16> {
+    std::iter::from_fn(move || {
+        (m != 0).then(|| {
+            let s = m.trailing_zeros() as u16;
+            m &= m - 1;
+            s
+        })
+    })
 }
 
 /// The signature of every compiled block: `fn(ctx, cpu) -> exit kind`, tail-callable.
@@ -192,8 +267,42 @@ impl Lower<'_, '_> {
         self.fb.ins().return_call_indirect(self.tail_sig, code, &[self.ctx, self.cpu]);
     }
 
+    /// Back to the loop header (self-loop) while the budget lasts; falls through (in a new
+    /// current block) when it is spent.
+    fn loop_back(&mut self, st: &mut SlotState, head: ir::Block, head_st: SlotState) {
+        let pc = self.konst(self.b.pc);
+        self.write(st, Slot(crate::cpu::slot::RIP), pc);
+        for s in bits(head_st.loaded & !st.loaded) {
+            self.read(st, Slot(s));
+        }
+        debug_assert_eq!(st.dirty & !head_st.dirty, 0, "back edge with an unexpected dirty slot");
+        let flags = MemFlagsData::trusted();
+        let b = self.fb.ins().load(types::I64, flags, self.ctx, CTX_BUDGET);
+        let (go, spent) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.ins().brif(b, go, &[], spent, &[]);
+        self.fb.seal_block(go);
+        self.fb.seal_block(spent);
+        self.fb.switch_to_block(go);
+        let b1 = self.fb.ins().iadd_imm_s(b, -1);
+        self.fb.ins().store(flags, b1, self.ctx, CTX_BUDGET);
+        self.fb.ins().jump(head, &[]);
+        self.fb.set_cold_block(spent);
+        self.fb.switch_to_block(spent);
+        *st = head_st;
+    }
+
     /// Leave to the direct target `pc`: through the exit slot when linked, else return.
     fn exit_direct(&mut self, st: &mut SlotState, pc: u64) {
+        if self.no_chain {
+            return self.leave_at(st, pc, kind::JUMP);
+        }
+        if let Some((head, head_st)) = self.loop_head.filter(|_| pc == self.b.pc) {
+            self.loop_back(st, head, head_st);
+            // Budget spent: return to the dispatcher, which re-enters this block.
+            let rip = self.konst(pc);
+            self.leave(st, rip, kind::JUMP);
+            return;
+        }
         let rip = self.konst(pc);
         self.regs.write_back(&mut self.fb, st);
         self.regs.store_rip(&mut self.fb, rip);
@@ -218,6 +327,9 @@ impl Lower<'_, '_> {
 
     /// Leave to the computed target `pc`: through the indirect table on a hit, else return.
     fn exit_indirect(&mut self, st: &mut SlotState, pc: Value, is_ret: bool) {
+        if self.no_chain {
+            return self.leave(st, pc, if is_ret { kind::RET } else { kind::INDIRECT });
+        }
         self.regs.write_back(&mut self.fb, st);
         self.regs.store_rip(&mut self.fb, pc);
         let flags = MemFlagsData::trusted();
@@ -462,6 +574,9 @@ impl Lower<'_, '_> {
         let b = self.b;
         match mode {
             Mode::Normal => {
+                // Whatever exit the rest takes must reach the dispatcher (which invalidates
+                // the written code), never a chained or looping successor.
+                let saved = std::mem::replace(&mut self.no_chain, true);
                 let k = b.insn_of_op(i);
                 if k + 1 < b.insns.len() {
                     let end = (b.insns[k + 1].first_op as usize).clamp(i + 1, b.ops.len());
@@ -471,6 +586,7 @@ impl Lower<'_, '_> {
                     self.lower_ops(i + 1..b.ops.len(), Mode::CwLast, st);
                     self.terminator(st);
                 }
+                self.no_chain = saved;
             }
             Mode::CwMid(k) => self.leave_code_written(k + 1, st),
             Mode::CwLast => self.terminator(st),
