@@ -69,8 +69,8 @@ const FAULTS: [Fault; 4] = [
 
 struct Gen<'r> {
     rng: &'r mut Rng,
-    /// The block's own pc (target of self-loop exits).
-    pc: u64,
+    /// Pcs that loop back into the block or its region (targets of back edges).
+    loops: Vec<u64>,
     ops: Vec<Op>,
     temps: u16,
     defined: Vec<Slot>,
@@ -210,7 +210,7 @@ impl Gen<'_> {
             36 | 37 => Op::FaultIf { c: self.cond(), fault: self.rng.pick(&FAULTS) },
             _ => {
                 let target = if self.rng.chance(1, 4) {
-                    self.pc
+                    self.rng.pick(&self.loops)
                 } else {
                     0x50_0000 + self.rng.below(0x1000)
                 };
@@ -256,7 +256,12 @@ impl Gen<'_> {
 
 fn gen_block(rng: &mut Rng) -> Block {
     let pc0 = 0x40_0000 + rng.below(0x1000);
-    let mut g = Gen { rng, pc: pc0, ops: Vec::new(), temps: 0, defined: Vec::new() };
+    gen_block_at(rng, pc0, &[pc0])
+}
+
+/// A random block at `pc0` whose back edges go to one of `loops`.
+fn gen_block_at(rng: &mut Rng, pc0: u64, loops: &[u64]) -> Block {
+    let mut g = Gen { rng, loops: loops.to_vec(), ops: Vec::new(), temps: 0, defined: Vec::new() };
     let mut pc = pc0;
     let mut insns = Vec::new();
     let mut fixups = Vec::new();
@@ -285,9 +290,10 @@ fn gen_block(rng: &mut Rng) -> Block {
     }
     // Some blocks loop to themselves (the JIT turns those exits into a back edge).
     let back = g.rng.chance(1, 4);
-    let taken = if back { pc0 } else { 0x60_0000 + g.rng.below(0x100) };
+    let back_to = g.rng.pick(loops);
+    let taken = if back { back_to } else { 0x60_0000 + g.rng.below(0x100) };
     let term = match g.rng.below(20) {
-        0..=5 => Term::Jump(if back { pc0 } else { pc }),
+        0..=5 => Term::Jump(if back { back_to } else { pc }),
         6..=10 => Term::Branch { c: g.src(), taken, not_taken: pc },
         11..=13 => Term::Indirect { target: g.src(), is_ret: g.rng.chance(1, 2) },
         14 | 15 => Term::Syscall { next: pc },
@@ -393,4 +399,75 @@ fn random_self_loops_agree_with_repeated_interpretation() {
         }
     }
     assert!(looped >= 50, "only {looped} runs looped through the budget");
+}
+
+/// Random regions (2 to 4 blocks jumping among themselves) compiled as one function and
+/// run with a budget of k transfers must equal interpreting up to k+1 of their blocks.
+#[test]
+fn random_regions_agree_with_interpreting_their_blocks() {
+    use blockscope::backend::interp::run_block;
+    use blockscope::backend::jit::ChainState;
+    use blockscope::backend::BlockExit;
+    let mut jit = Jit::new().expect("jit");
+    let mut rng = Rng(0x4e61_05ee);
+    let mut moved = 0;
+    for n in 0..2500 {
+        let count = 2 + rng.below(3) as usize;
+        let pcs: Vec<u64> = (0..count as u64).map(|k| 0x40_0000 + k * 0x1000).collect();
+        // Bias the terminators towards the region so runs go around it.
+        let blocks: Vec<Block> = pcs
+            .iter()
+            .map(|&pc| loop {
+                let b = gen_block_at(&mut rng, pc, &pcs);
+                if matches!(b.term, Term::Jump(t) if pcs.contains(&t))
+                    || matches!(b.term, Term::Branch { taken, .. } if pcs.contains(&taken))
+                    || rng.chance(1, 3)
+                {
+                    break b;
+                }
+            })
+            .collect();
+        let refs: Vec<&Block> = blocks.iter().collect();
+        let tb = match jit.compile_region(&refs, None) {
+            Ok(tb) => tb,
+            Err(e) => panic!("region {n}: {e}"),
+        };
+        let k = rng.below(8);
+        let cpu = random_cpu(&mut rng);
+        let mem = ScratchMem::new((0..MEM_LEN).map(|_| rng.next() as u8).collect());
+        let (mut ci, mut mi) = (cpu.clone(), mem.clone());
+        let mut at = pcs[0];
+        let mut ei = BlockExit::Halt;
+        for step in 0..=k {
+            if step == 1 {
+                moved += 1;
+            }
+            let b = &blocks[pcs.iter().position(|&p| p == at).expect("region pc")];
+            ei = run_block(b, &mut ci, &mut mi);
+            match ei {
+                BlockExit::Jump(t) if pcs.contains(&t) && !mi.written => at = t,
+                _ => break,
+            }
+        }
+        let (mut cj, mut mj) = (cpu.clone(), mem.clone());
+        let mut chain = ChainState::default();
+        chain.budget = k;
+        let (ej, _) = tb.run_chained(&mut cj, &mut mj, &mut chain);
+        let same = ei == ej
+            && ci.slots[..GUEST_SLOTS] == cj.slots[..GUEST_SLOTS]
+            && mi.bytes == mj.bytes
+            && mi.log == mj.log;
+        if !same {
+            let diff: Vec<String> = (0..GUEST_SLOTS)
+                .filter(|&s| ci.slots[s] != cj.slots[s])
+                .map(|s| format!("slot {s}: {:#x} vs {:#x}", ci.slots[s], cj.slots[s]))
+                .collect();
+            let text: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+            panic!(
+                "region {n}, budget {k}: interp {ei:?}, jit {ej:?}\n{diff:?}\n{}",
+                text.join("\n")
+            );
+        }
+    }
+    assert!(moved >= 250, "only {moved} runs went from one region block to another");
 }

@@ -42,7 +42,8 @@ pub struct ExitSlot {
 /// Byte offset of `ExitSlot::target` (read by generated code).
 pub(super) const SLOT_TARGET: i32 = std::mem::offset_of!(ExitSlot, target) as i32;
 
-/// An entry of the indirect table. Empty entries have `pc == IND_EMPTY`.
+/// An entry of the indirect table. An empty entry holds a pc that hashes to another
+/// entry (`empty_entry`), so no probe can ever match it, whatever value a guest jumps to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub(super) struct IndEntry {
@@ -54,20 +55,31 @@ pub(super) struct IndEntry {
 pub(super) const IND_BITS: u32 = 10;
 /// Number of indirect-table entries.
 pub(super) const IND_SIZE: usize = 1 << IND_BITS;
-/// The pc of an empty entry: the last byte of the address space never starts a block we
-/// link (`ChainState::remember` refuses it).
-pub(super) const IND_EMPTY: u64 = u64::MAX;
 /// Shift used by the table hash `(pc ^ (pc >> IND_SHIFT)) & (IND_SIZE - 1)`.
 pub(super) const IND_SHIFT: i64 = 12;
 
 /// The table slot for `pc` (the generated code computes the same).
-pub(super) fn ind_index(pc: u64) -> usize {
+pub(super) const fn ind_index(pc: u64) -> usize {
     ((pc ^ (pc >> IND_SHIFT)) as usize) & (IND_SIZE - 1)
 }
 
+/// The empty entry at index `i`: its pc `i ^ 1` hashes to index `i ^ 1`, never `i`.
+const fn empty_entry(i: usize) -> IndEntry {
+    IndEntry { pc: (i ^ 1) as u64, code: 0 }
+}
+
+const _: () = assert!(ind_index(empty_entry(5).pc) != 5 && (IND_SHIFT as u32) > IND_BITS);
+
 /// A table that never hits: runs without chaining use it.
-pub(super) static EMPTY_TABLE: [IndEntry; IND_SIZE] =
-    [IndEntry { pc: IND_EMPTY, code: 0 }; IND_SIZE];
+pub(super) static EMPTY_TABLE: [IndEntry; IND_SIZE] = {
+    let mut t = [IndEntry { pc: 0, code: 0 }; IND_SIZE];
+    let mut i = 0;
+    while i < IND_SIZE {
+        t[i] = empty_entry(i);
+        i += 1;
+    }
+    t
+};
 
 static NEXT_GEN: AtomicU64 = AtomicU64::new(1);
 
@@ -201,7 +213,7 @@ impl ChainState {
     /// Forget every indirect-table entry (after invalidation or a flush).
     pub fn clear(&mut self) {
         if self.dirty.swap(false, Ordering::Relaxed) {
-            self.table.fill(IndEntry { pc: IND_EMPTY, code: 0 });
+            self.table.copy_from_slice(&EMPTY_TABLE);
         }
         self.table_gen = None;
     }
@@ -217,9 +229,6 @@ impl ChainState {
 
     /// Record that indirect jumps to `pc` may go straight to `entry` (of generation `gen`).
     pub(super) fn remember(&mut self, pc: u64, entry: usize, gen: &Arc<CodeGen>) {
-        if pc == IND_EMPTY {
-            return;
-        }
         if !self.table_gen.as_ref().is_some_and(|g| Arc::ptr_eq(g, gen)) {
             self.clear();
             self.table_gen = Some(gen.clone());

@@ -26,11 +26,13 @@
 //! the vCPU's indirect table the same way. Functions use Cranelift's `tail` calling
 //! convention so a chain of blocks runs in one host frame.
 //!
-//! Self-loops: a direct exit back to the block's own pc (a one-block loop) jumps to a loop
-//! header inside the function instead, budget permitting, so the guest registers stay in
-//! host registers across iterations. For that the header's slot state is fixed: every
-//! guest slot the block mentions is loaded before the header, and every slot it writes is
-//! counted dirty; a back edge reloads what a state-writing helper made it forget.
+//! Loops and regions: a function may hold several blocks (a hot region, entered at the
+//! first). A direct exit to a block of the function (or a one-block loop's exit to itself)
+//! jumps to that block's header inside the function, budget permitting, so guest
+//! registers stay in host registers across blocks and iterations. For that every header
+//! has the same slot state: every guest slot any block mentions is loaded before the
+//! headers, and every slot any block writes is counted dirty; a back edge reloads what a
+//! state-writing helper made it forget.
 //!
 //! User-mode fast path (`direct`): a load or store first calls `mem::direct`'s raw
 //! accessor for its width straight from the generated code; only when that reports a
@@ -87,19 +89,22 @@ struct Lower<'a, 'f> {
     tail_sig: SigRef,
     direct: Option<DirectAccessors>,
     panic_block: Option<ir::Block>,
-    /// The loop header and its slot state, when the block jumps to itself.
-    loop_head: Option<(ir::Block, SlotState)>,
+    /// Loop headers of the region's blocks by pc (empty when not looping).
+    heads: Vec<(u64, ir::Block)>,
+    /// The slot state at every loop header.
+    head_st: SlotState,
     /// Exits being emitted must return to the dispatcher (no chaining, no self-loop):
     /// set while lowering what runs after a code write, so the loop can invalidate.
     no_chain: bool,
 }
 
-/// Build the body of `func` (whose signature, `tb_signature`, the caller set) for block
-/// `b`. `direct` enables the user-mode fast path for loads and stores.
+/// Build the body of `func` (whose signature, `tb_signature`, the caller set) for the
+/// region `blocks` (entered at `blocks[0]`; usually a single block). `direct` enables the
+/// user-mode fast path for loads and stores.
 pub(super) fn build(
     func: &mut ir::Function,
     fctx: &mut FunctionBuilderContext,
-    b: &Block,
+    blocks: &[&Block],
     direct: Option<DirectAccessors>,
     frontend: TargetFrontendConfig,
 ) -> ExitData {
@@ -110,10 +115,11 @@ pub(super) fn build(
     fb.seal_block(entry);
     let (ctx, cpu) = (fb.block_params(entry)[0], fb.block_params(entry)[1]);
     let tail_sig = fb.import_signature(tb_signature());
+    let temps = blocks.iter().map(|b| b.temps).max().unwrap_or(0);
     let mut l = Lower {
         fb,
-        b,
-        regs: Regs::new(cpu, b.temps),
+        b: blocks[0],
+        regs: Regs::new(cpu, temps),
         ctx,
         cpu,
         data: ExitData { slots: Vec::new(), sites: Vec::new() },
@@ -124,27 +130,41 @@ pub(super) fn build(
         tail_sig,
         direct,
         panic_block: None,
-        loop_head: None,
+        heads: Vec::new(),
+        head_st: SlotState::default(),
         no_chain: false,
     };
-    let mut st = SlotState::default();
-    if jumps_to_itself(b) {
-        // `%rip` is part of the loop state: a back edge sets it to the block's pc, as the
-        // exit and re-entry it replaces would (helpers may read it).
+    let pcs: Vec<u64> = blocks.iter().map(|b| b.pc).collect();
+    if blocks.len() == 1 && !blocks.iter().any(|b| exits_to(b, &pcs)) {
+        let mut st = SlotState::default();
+        l.lower_ops(0..blocks[0].ops.len(), Mode::Normal, &mut st);
+        l.terminator(&mut st);
+    } else {
+        // A loop (one block jumping to itself) or a region: every guest slot any block
+        // mentions is loaded before the headers; `%rip` is part of the loop state too,
+        // since a back edge sets it as the exit and re-entry it replaces would.
         let rip = 1u64 << crate::cpu::slot::RIP;
-        let (used, written) = guest_slots(b);
-        let (used, written) = (used | rip, written | rip);
+        let (mut used, mut written) = (rip, rip);
+        for b in blocks {
+            let (u, w) = guest_slots(b);
+            used |= u;
+            written |= w;
+        }
+        let mut st = SlotState::default();
         for s in bits(used) {
             l.read(&mut st, Slot(s));
         }
-        let head = l.fb.create_block();
-        l.fb.ins().jump(head, &[]);
-        l.fb.switch_to_block(head);
-        st = SlotState { loaded: used, dirty: written };
-        l.loop_head = Some((head, st));
+        l.head_st = SlotState { loaded: used, dirty: written };
+        l.heads = blocks.iter().map(|b| (b.pc, l.fb.create_block())).collect();
+        l.fb.ins().jump(l.heads[0].1, &[]);
+        for (k, b) in blocks.iter().enumerate() {
+            l.b = b;
+            l.fb.switch_to_block(l.heads[k].1);
+            let mut st = l.head_st;
+            l.lower_ops(0..b.ops.len(), Mode::Normal, &mut st);
+            l.terminator(&mut st);
+        }
     }
-    l.lower_ops(0..b.ops.len(), Mode::Normal, &mut st);
-    l.terminator(&mut st);
     if let Some(p) = l.panic_block {
         // One shared exit for every shim that caught a panic: nothing to write back, the
         // panic is re-raised by `entry`.
@@ -157,13 +177,16 @@ pub(super) fn build(
     l.data
 }
 
-/// Whether some direct exit of `b` goes back to its own pc.
-fn jumps_to_itself(b: &Block) -> bool {
-    let exit_if = b.ops.iter().any(|op| matches!(op, Op::ExitIf { target, .. } if *target == b.pc));
+/// Whether some direct exit of `b` goes to one of `pcs`.
+fn exits_to(b: &Block, pcs: &[u64]) -> bool {
+    let exit_if =
+        b.ops.iter().any(|op| matches!(op, Op::ExitIf { target, .. } if pcs.contains(target)));
     exit_if
         || match b.term {
-            Term::Jump(pc) => pc == b.pc,
-            Term::Branch { taken, not_taken, .. } => taken == b.pc || not_taken == b.pc,
+            Term::Jump(pc) => pcs.contains(&pc),
+            Term::Branch { taken, not_taken, .. } => {
+                pcs.contains(&taken) || pcs.contains(&not_taken)
+            }
             _ => false,
         }
 }
@@ -267,11 +290,12 @@ impl Lower<'_, '_> {
         self.fb.ins().return_call_indirect(self.tail_sig, code, &[self.ctx, self.cpu]);
     }
 
-    /// Back to the loop header (self-loop) while the budget lasts; falls through (in a new
-    /// current block) when it is spent.
-    fn loop_back(&mut self, st: &mut SlotState, head: ir::Block, head_st: SlotState) {
-        let pc = self.konst(self.b.pc);
-        self.write(st, Slot(crate::cpu::slot::RIP), pc);
+    /// To the loop header of the region block at `pc` while the budget lasts; falls
+    /// through (in a new current block) when it is spent.
+    fn loop_back(&mut self, st: &mut SlotState, pc: u64, head: ir::Block) {
+        let head_st = self.head_st;
+        let pcv = self.konst(pc);
+        self.write(st, Slot(crate::cpu::slot::RIP), pcv);
         for s in bits(head_st.loaded & !st.loaded) {
             self.read(st, Slot(s));
         }
@@ -296,9 +320,9 @@ impl Lower<'_, '_> {
         if self.no_chain {
             return self.leave_at(st, pc, kind::JUMP);
         }
-        if let Some((head, head_st)) = self.loop_head.filter(|_| pc == self.b.pc) {
-            self.loop_back(st, head, head_st);
-            // Budget spent: return to the dispatcher, which re-enters this block.
+        if let Some(&(_, head)) = self.heads.iter().find(|h| h.0 == pc) {
+            self.loop_back(st, pc, head);
+            // Budget spent: return to the dispatcher, which re-enters at `pc`.
             let rip = self.konst(pc);
             self.leave(st, rip, kind::JUMP);
             return;

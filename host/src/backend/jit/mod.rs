@@ -180,8 +180,22 @@ impl Jit {
         b: &Block,
         direct: Option<DirectAccessors>,
     ) -> Result<CompiledTb, JitError> {
-        let data = self.build(b, direct)?;
-        let pc = b.pc;
+        self.compile_region(&[b], direct)
+    }
+
+    /// Compile a hot region: the blocks become one function entered at `blocks[0]`; direct
+    /// exits between them are jumps inside it, so guest registers stay in host registers
+    /// around the loop. The result must be killed when any of the blocks is invalidated.
+    pub fn compile_region(
+        &mut self,
+        blocks: &[&Block],
+        direct: Option<DirectAccessors>,
+    ) -> Result<CompiledTb, JitError> {
+        let Some(first) = blocks.first() else {
+            return Err(JitError::Unsupported { pc: 0, what: "empty region" });
+        };
+        let pc = first.pc;
+        let data = self.build(blocks, direct)?;
         let code = self
             .cg
             .compile(&*self.isa, &mut ControlPlane::default())
@@ -251,26 +265,28 @@ impl Jit {
 
     /// The Cranelift IR for `b` before optimisation (for dumps and failing tests).
     pub fn clif(&mut self, b: &Block) -> Result<String, JitError> {
-        self.build(b, None)?;
+        self.build(&[b], None)?;
         Ok(self.cg.func.display().to_string())
     }
 
-    /// Lower `b` into `self.cg.func`.
+    /// Lower `blocks` (a region entered at the first) into `self.cg.func`.
     fn build(
         &mut self,
-        b: &Block,
+        blocks: &[&Block],
         direct: Option<DirectAccessors>,
     ) -> Result<lower::ExitData, JitError> {
-        if b.fixups.iter().flat_map(|f| f.1.iter()).any(|op| !arith::is_pure(op)) {
-            // The interpreter runs fix-ups ignoring any stop; only pure ops are lowered.
-            return Err(JitError::Unsupported { pc: b.pc, what: "fix-up op that can stop" });
+        for b in blocks {
+            if b.fixups.iter().flat_map(|f| f.1.iter()).any(|op| !arith::is_pure(op)) {
+                // The interpreter runs fix-ups ignoring any stop; only pure ops are lowered.
+                return Err(JitError::Unsupported { pc: b.pc, what: "fix-up op that can stop" });
+            }
         }
         self.cg.clear();
         let name = UserFuncName::user(0, self.compiled);
         self.cg.func = Function::with_name_signature(name, lower::tb_signature());
         self.compiled = self.compiled.wrapping_add(1);
         let frontend = self.isa.frontend_config();
-        Ok(lower::build(&mut self.cg.func, &mut self.fctx, b, direct, frontend))
+        Ok(lower::build(&mut self.cg.func, &mut self.fctx, blocks, direct, frontend))
     }
 }
 
