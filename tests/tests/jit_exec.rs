@@ -9,6 +9,7 @@ use blockscope::cpu::{CpuState, Fault, Width};
 use blockscope::exec::{run_snippet, Engine, Exit, SnippetExit, Vcpu};
 use blockscope::mem::{Direct, DirectShared, GuestMemory, Prot};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Auto];
 
@@ -277,4 +278,68 @@ fn threads_share_compiled_code() {
         assert_eq!(h.join().unwrap(), n * (n + 1) / 2);
     }
     assert!(engine.jit.compiled.load(Ordering::Relaxed) >= 1);
+}
+
+/// Run `code` (ending in `hlt`) on a Vcpu with `cfg`; returns the CPU and the engine.
+fn run_cfg(
+    code: &[u8],
+    cfg: Config,
+    init: impl Fn(&mut CpuState, u64),
+) -> (Box<CpuState>, Arc<Engine>) {
+    let (mut mem, start, data) = setup(&[code, &[0xf4]].concat());
+    let engine = Engine::new(cfg);
+    let mut cpu = CpuState::new_user();
+    cpu.set_rip(start);
+    init(&mut cpu, data);
+    let mut vcpu = Vcpu::new(engine.clone(), cpu, &mut mem);
+    run_to_hlt(&mut vcpu);
+    (vcpu.cpu.clone(), engine)
+}
+
+// l: test ecx, 1 ; jz even ; add rax, rcx ; jmp next ; even: add rbx, rcx ;
+// next: dec ecx ; jnz l
+const DIAMOND: [u8; 20] = [
+    0xf7, 0xc1, 1, 0, 0, 0, 0x74, 0x05, 0x48, 0x01, 0xc8, 0xeb, 0x03, 0x48, 0x01, 0xcb, 0xff, 0xc9,
+    0x75, 0xec,
+];
+
+#[test]
+fn loop_with_a_branch_becomes_a_hot_region() {
+    let n = 200_000u64;
+    let init = |c: &mut CpuState, _| c.set_gpr(1, n);
+    let (want, _) = run_cfg(&DIAMOND, Config { tier: Tier::Interp, ..Config::default() }, init);
+    let odd: u64 = (1..=n).filter(|i| i % 2 == 1).sum();
+    assert_eq!((want.gpr(0), want.gpr(3)), (odd, n * (n + 1) / 2 - odd));
+    for tier in [Tier::Jit, Tier::Auto] {
+        let cfg = Config { tier, jit_chain_budget: 64, hot_threshold: 4, ..Config::default() };
+        let (cpu, engine) = run_cfg(&DIAMOND, cfg, init);
+        for s in (0..64).filter(|&s| s != 16) {
+            assert_eq!(cpu.slots[s], want.slots[s], "slot {s} under {tier:?}");
+        }
+        if tier == Tier::Jit {
+            assert!(engine.jit.regions.load(Ordering::Relaxed) >= 1, "a region was compiled");
+        }
+    }
+}
+
+#[test]
+fn patching_a_block_inside_a_hot_region_kills_the_region() {
+    // The jump-patching loop of `guest_patching_a_jump_target_in_a_hot_loop`, with a small
+    // chain budget so the loop becomes a region before the patch.
+    let code: Vec<u8> = vec![
+        0x81, 0xf9, 0xf4, 0x01, 0, 0, 0x75, 0x03, 0xc6, 0x06, 0x05, 0xeb, 0x00, 0x48, 0xff, 0xc3,
+        0xeb, 0x07, 0x48, 0x81, 0xc3, 0xe8, 0x03, 0, 0, 0xff, 0xc9, 0x75, 0xe3,
+    ];
+    let init = |c: &mut CpuState, _| {
+        c.set_gpr(1, 20_000);
+        c.set_gpr(6, c.rip() + 12);
+    };
+    for tier in TIERS {
+        let cfg = Config { tier, jit_chain_budget: 32, hot_threshold: 4, ..Config::default() };
+        let (cpu, engine) = run_cfg(&code, cfg, init);
+        assert_eq!(cpu.gpr(3), 19_500 + 500 * 1000, "{tier:?}");
+        if tier == Tier::Jit {
+            assert!(engine.jit.regions.load(Ordering::Relaxed) >= 1, "a region was compiled");
+        }
+    }
 }

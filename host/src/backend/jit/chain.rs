@@ -191,6 +191,8 @@ pub struct ChainState {
     table_gen: Option<Arc<CodeGen>>,
     /// Chained transfers allowed per run before returning to the dispatcher.
     pub budget: u64,
+    /// Whether the last run returned because it used up its budget (a hot loop).
+    pub(super) spent: bool,
     /// Set once the table has entries (cleared by `clear`).
     dirty: AtomicBool,
 }
@@ -204,6 +206,7 @@ impl Default for ChainState {
             table: EMPTY_TABLE.to_vec().into_boxed_slice(),
             table_gen: None,
             budget: DEFAULT_BUDGET,
+            spent: false,
             dirty: AtomicBool::new(false),
         }
     }
@@ -216,6 +219,12 @@ impl ChainState {
             self.table.copy_from_slice(&EMPTY_TABLE);
         }
         self.table_gen = None;
+    }
+
+    /// Whether the last `run_chained` stopped because its budget was used up: the code it
+    /// ran is looping, a good place for a hot region.
+    pub fn budget_spent(&self) -> bool {
+        self.spent
     }
 
     /// Whether the table's entries (if any) belong to `gen`.

@@ -101,7 +101,8 @@ impl CompiledTb {
         if !chain.table_gen_is(&self.gen) {
             chain.clear();
         }
-        let (exit, last) = self.enter(cpu, mem, chain.table_ptr().cast(), chain.budget);
+        let (exit, last, left) = self.enter(cpu, mem, chain.table_ptr().cast(), chain.budget);
+        chain.spent = left == 0 && chain.budget != 0;
         let link = last.and_then(|slot| {
             // SAFETY: `last_exit` names an exit slot of the generation every reachable
             // block belongs to (contract), which `self.gen` keeps alive.
@@ -118,7 +119,7 @@ impl CompiledTb {
         mem: &mut dyn GuestMemory,
         table: *const super::chain::IndEntry,
         budget: u64,
-    ) -> (BlockExit, Option<*const ExitSlot>) {
+    ) -> (BlockExit, Option<*const ExitSlot>, u64) {
         assert!(
             !self.direct || mem.direct_accessors().is_some(),
             "block compiled for direct memory run on another memory model"
@@ -152,7 +153,7 @@ impl CompiledTb {
         });
         let last = (code == kind::JUMP && !ctx.last_exit.is_null()).then_some(ctx.last_exit);
         match exits::decode(code, cpu.rip(), site, ctx.fault) {
-            Decoded::Exit(e) => (e, last),
+            Decoded::Exit(e) => (e, last, ctx.budget),
             // A PANIC exit always has a parked payload (taken above); an unknown code is a
             // lowering bug, reported the same way.
             Decoded::Panic => {
