@@ -28,6 +28,11 @@ pub struct Config {
     pub strace: bool,
     /// `--plugin` specs (`path[,k=v]...`), in command-line order.
     pub plugins: Vec<String>,
+    /// Bytes of compiled code kept before the code cache is flushed and refilled.
+    pub jit_cache_size: usize,
+    /// Chained transfers compiled code may make before returning to the run loop (which
+    /// then checks interrupts and invalidations, and builds a hot region there).
+    pub jit_chain_budget: u64,
 }
 
 impl Default for Config {
@@ -39,6 +44,8 @@ impl Default for Config {
             trace_translate: false,
             strace: false,
             plugins: Vec::new(),
+            jit_cache_size: 256 << 20,
+            jit_chain_budget: 1 << 14,
         }
     }
 }

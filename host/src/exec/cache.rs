@@ -20,6 +20,8 @@ pub struct Tb {
     pub unimplemented: Option<u64>,
     /// Executions so far (tier-up heuristics).
     pub execs: AtomicU32,
+    /// Compiled code, once the JIT has produced it (`tier.rs`).
+    pub jit: super::tier::TbJit,
 }
 
 /// Engine state shared by all vCPUs.
@@ -31,6 +33,8 @@ pub struct Engine {
     pages: Mutex<HashMap<u64, Vec<u64>>>,
     generation: AtomicU64,
     translations: AtomicU64,
+    /// The JIT tier's compiler, compile queue and counters (`tier.rs`).
+    pub jit: super::tier::EngineJit,
 }
 
 impl Engine {
@@ -42,6 +46,7 @@ impl Engine {
             pages: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             translations: AtomicU64::new(0),
+            jit: Default::default(),
         })
     }
 
@@ -81,7 +86,13 @@ impl Engine {
         for &(s, e) in &ranges {
             mem.watch_code(s, e);
         }
-        let tb = Arc::new(Tb { block, insns, unimplemented, execs: AtomicU32::new(0) });
+        let tb = Arc::new(Tb {
+            block,
+            insns,
+            unimplemented,
+            execs: AtomicU32::new(0),
+            jit: Default::default(),
+        });
         self.translations.fetch_add(1, Ordering::Relaxed);
         let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         for (s, e) in ranges {
@@ -109,7 +120,11 @@ impl Engine {
         for p in pages_to_drop {
             if let Some(pcs) = pages.remove(p) {
                 for pc in pcs {
-                    any |= tbs.remove(&pc).is_some();
+                    if let Some(tb) = tbs.remove(&pc) {
+                        // Unlink every compiled chain into the dead block.
+                        tb.jit.kill();
+                        any = true;
+                    }
                 }
             }
         }
@@ -132,7 +147,10 @@ impl Engine {
     /// Drop every TB.
     pub fn flush(&self) {
         self.pages.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.tbs.write().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut tbs = self.tbs.write().unwrap_or_else(|e| e.into_inner());
+        tbs.values().for_each(|tb| tb.jit.kill());
+        tbs.clear();
+        drop(tbs);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }

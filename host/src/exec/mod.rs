@@ -11,6 +11,8 @@
 
 mod cache;
 mod run;
+mod tier;
 
 pub use cache::{Engine, Tb};
 pub use run::{run_snippet, Exit, SnippetExit, Vcpu};
+pub use tier::{EngineJit, TbJit};

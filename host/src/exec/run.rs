@@ -1,7 +1,8 @@
 //! The per-vCPU run loop.
 
 use super::cache::{Engine, Tb};
-use crate::backend::{interp, BlockExit};
+use super::tier::{run_tb, VcpuJit};
+use crate::backend::BlockExit;
 use crate::config::{Config, Tier};
 use crate::cpu::{CpuState, Fault};
 use crate::mem::GuestMemory;
@@ -42,6 +43,8 @@ pub struct Vcpu<M: GuestMemory> {
     pub interrupt: Arc<AtomicBool>,
     jc: Vec<Option<Arc<Tb>>>,
     jc_gen: u64,
+    /// Chaining state of the JIT tier (`tier.rs`).
+    jit: VcpuJit,
 }
 
 impl<M: GuestMemory> Vcpu<M> {
@@ -55,12 +58,14 @@ impl<M: GuestMemory> Vcpu<M> {
             interrupt: Arc::new(AtomicBool::new(false)),
             jc: vec![None; JC_SIZE],
             jc_gen,
+            jit: VcpuJit::default(),
         }
     }
 
     /// Drop the private jump cache (after invalidation elsewhere, or a flush).
     pub fn flush_jump_cache(&mut self) {
         self.jc.iter_mut().for_each(|e| *e = None);
+        self.jit.clear();
     }
 
     /// Run from `%rip` until the environment must act.
@@ -91,7 +96,8 @@ impl<M: GuestMemory> Vcpu<M> {
                 }
             }
             let Some(tb) = self.jc[idx].as_ref() else { unreachable!() };
-            let exit = interp::run_block(&tb.block, &mut self.cpu, &mut self.mem);
+            // Interpreted or compiled (and chained) per the tier: see tier.rs.
+            let exit = run_tb(&self.engine, tb, &mut self.jit, &mut self.cpu, &mut self.mem);
             if self.mem.code_written() {
                 let pages = self.mem.take_code_writes();
                 self.engine.invalidate_pages(&pages);

@@ -357,6 +357,41 @@ extern "sysv64" {
     static bs_cas128_end: u8;
 }
 
+/// The raw load and store accessors' addresses by width (index = `Width as usize`), for
+/// compiled code that calls them directly (the JIT's user-mode fast path). Each follows
+/// the sysv64 ABI: loads are `fn(addr) -> (value, status)`, stores `fn(addr, value) ->
+/// (0, status)`, both returned in rax:rdx. Status 0 means the access happened; any other
+/// status means it did not, and it must be redone through `GuestMemory` to get its exact
+/// fault or code-write handling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectAccessors {
+    /// `bs_ld8`, `bs_ld16`, `bs_ld32`, `bs_ld64`.
+    pub load: [usize; 4],
+    /// `bs_st8`, `bs_st16`, `bs_st32`, `bs_st64`.
+    pub store: [usize; 4],
+}
+
+impl DirectAccessors {
+    /// The accessors of this process.
+    pub fn get() -> DirectAccessors {
+        let f = |p: *const ()| p as usize;
+        DirectAccessors {
+            load: [
+                f(bs_ld8 as *const ()),
+                f(bs_ld16 as *const ()),
+                f(bs_ld32 as *const ()),
+                f(bs_ld64 as *const ()),
+            ],
+            store: [
+                f(bs_st8 as *const ()),
+                f(bs_st16 as *const ()),
+                f(bs_st32 as *const ()),
+                f(bs_st64 as *const ()),
+            ],
+        }
+    }
+}
+
 /// Status bit: the fault was a SIGBUS (e.g. past the end of a mapped file).
 const ST_BUS: u64 = 1 << 40;
 /// Status bits 32..40: the x86 trap number; bits 0..32: the page-fault error code.
@@ -734,6 +769,9 @@ impl GuestMemory for Direct {
     }
     fn take_code_writes(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.code_writes)
+    }
+    fn direct_accessors(&self) -> Option<DirectAccessors> {
+        Some(DirectAccessors::get())
     }
 }
 

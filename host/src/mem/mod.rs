@@ -10,7 +10,7 @@
 mod direct;
 
 pub use direct::{
-    host_tsc, install_fault_handler, set_foreign_fault_hook, Direct, DirectShared,
+    host_tsc, install_fault_handler, set_foreign_fault_hook, Direct, DirectAccessors, DirectShared,
     ForeignFaultHook, Prot, PF_BUS,
 };
 
@@ -67,6 +67,13 @@ pub trait GuestMemory {
         }
         Ok(())
     }
+    /// The raw accessors compiled code may call directly, when guest addresses are host
+    /// addresses behind `mem::direct`'s fault-recovering accessors (user mode). A model
+    /// returning `Some` must behave exactly like those accessors for every load and store
+    /// whose accessor reports success. Default: `None` (go through this trait).
+    fn direct_accessors(&self) -> Option<DirectAccessors> {
+        None
+    }
 }
 
 /// A `&mut` to a memory model is a memory model (vCPUs borrowing one, tests).
@@ -103,6 +110,9 @@ impl<M: GuestMemory + ?Sized> GuestMemory for &mut M {
     }
     fn write_bytes(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault> {
         (**self).write_bytes(addr, buf)
+    }
+    fn direct_accessors(&self) -> Option<DirectAccessors> {
+        (**self).direct_accessors()
     }
 }
 

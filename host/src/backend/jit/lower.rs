@@ -1,0 +1,690 @@
+//! IR block → Cranelift function, with exactly `interp::run_block`'s semantics.
+//!
+//! The function is `fn(ctx: *mut JitCtx, cpu: *mut CpuState) -> u64` (see `exits` for the
+//! returned code). Its shape is a tree: the main path runs the ops in order and ends in the
+//! terminator; every op that can stop the block (a shim status, `FaultIf`, `ExitIf`)
+//! branches to a cold side path that writes back dirty slots, sets `%rip` and returns.
+//! Side paths never rejoin the main path, so which slots are cached and dirty is known
+//! statically at every point (`regs::SlotState`).
+//!
+//! The interpreter's stop rules, by *mode* (the mode a side path's remaining ops run in):
+//! - `Normal`: a fault in instruction k runs k's fix-ups and leaves at k's pc with
+//!   `next = pc + len`; a taken `ExitIf` leaves to its target; after a store, atomic or
+//!   helper that reports `code_written`, the rest of instruction k runs in `CwMid(k)` and
+//!   the block leaves before k+1 with `CodeWritten` (running k+1's fix-ups), or, when k is
+//!   the last instruction, the rest of the block runs in `CwLast`.
+//! - `CwMid(k)`: a fault runs k's fix-ups with `next` = k+1's pc; another code write (or
+//!   the end of k) leaves with `CodeWritten`; `ExitIf` leaves normally.
+//! - `CwLast`: any stop (fault, exit, code write) silently ends the op sequence and the
+//!   terminator decides the exit, as the interpreter ignores that run's stop reason.
+//!
+//! The code-written continuation is emitted as a copy of the remaining ops of the
+//! instruction on the cold path, so the hot path pays one status test per memory op.
+//!
+//! Exits (see `chain`): a direct exit loads its `ExitSlot` and tail-calls the linked
+//! successor (budget permitting) or returns `JUMP` naming the slot; an indirect exit probes
+//! the vCPU's indirect table the same way. Functions use Cranelift's `tail` calling
+//! convention so a chain of blocks runs in one host frame.
+//!
+//! Loops and regions: a function may hold several blocks (a hot region, entered at the
+//! first). A direct exit to a block of the function (or a one-block loop's exit to itself)
+//! jumps to that block's header inside the function, budget permitting, so guest
+//! registers stay in host registers across blocks and iterations. For that every header
+//! has the same slot state: every guest slot any block mentions is loaded before the
+//! headers, and every slot any block writes is counted dirty; a back edge reloads what a
+//! state-writing helper made it forget.
+//!
+//! User-mode fast path (`direct`): a load or store first calls `mem::direct`'s raw
+//! accessor for its width straight from the generated code; only when that reports a
+//! non-zero status (a fault, or a write to a write-protected code page) is the access
+//! redone through the generic shim, which produces the exact fault or code-write outcome.
+//! The two paths rejoin, the only place where the function is not a tree.
+
+use super::arith;
+use super::chain::{ExitSlot, IND_SHIFT, IND_SIZE, SLOT_TARGET};
+use super::exits::{kind, FaultSite};
+use super::regs::{Regs, SlotState};
+use super::rt::{rmw_code, status, RtFn, CTX_BUDGET, CTX_FAULT_SITE, CTX_IND_TABLE, CTX_LAST_EXIT};
+use crate::cpu::Fault;
+use crate::ir::{Block, Op, Slot, Term};
+use crate::mem::DirectAccessors;
+use cranelift_codegen::ir::{
+    self, condcodes::IntCC, types, AbiParam, InstBuilder, MemFlagsData, SigRef, Signature, Value,
+};
+use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::AtomicUsize;
+
+/// What `build` hands back: the data the code refers to by address. The boxes must be
+/// kept alive (by the code generation) for as long as the code can run.
+#[allow(
+    clippy::vec_box,
+    reason = "generated code embeds each element's address: it must never move"
+)]
+pub(super) struct ExitData {
+    pub slots: Vec<Box<ExitSlot>>,
+    pub sites: Vec<Box<FaultSite>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Normal,
+    CwMid(usize),
+    CwLast,
+}
+
+struct Lower<'a, 'f> {
+    fb: FunctionBuilder<'f>,
+    b: &'a Block,
+    regs: Regs,
+    ctx: Value,
+    cpu: Value,
+    data: ExitData,
+    slot_of_pc: HashMap<u64, usize>,
+    site_of: HashMap<(Option<Fault>, u64), usize>,
+    sigs: Vec<(RtFn, SigRef)>,
+    raw_sigs: [Option<SigRef>; 2],
+    tail_sig: SigRef,
+    direct: Option<DirectAccessors>,
+    panic_block: Option<ir::Block>,
+    /// Loop headers of the region's blocks by pc (empty when not looping).
+    heads: Vec<(u64, ir::Block)>,
+    /// The slot state at every loop header.
+    head_st: SlotState,
+    /// Exits being emitted must return to the dispatcher (no chaining, no self-loop):
+    /// set while lowering what runs after a code write, so the loop can invalidate.
+    no_chain: bool,
+}
+
+/// Build the body of `func` (whose signature, `tb_signature`, the caller set) for the
+/// region `blocks` (entered at `blocks[0]`; usually a single block). `direct` enables the
+/// user-mode fast path for loads and stores.
+pub(super) fn build(
+    func: &mut ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    blocks: &[&Block],
+    direct: Option<DirectAccessors>,
+    frontend: TargetFrontendConfig,
+) -> ExitData {
+    let mut fb = FunctionBuilder::new(func, fctx);
+    let entry = fb.create_block();
+    fb.append_block_params_for_function_params(entry);
+    fb.switch_to_block(entry);
+    fb.seal_block(entry);
+    let (ctx, cpu) = (fb.block_params(entry)[0], fb.block_params(entry)[1]);
+    let tail_sig = fb.import_signature(tb_signature());
+    let temps = blocks.iter().map(|b| b.temps).max().unwrap_or(0);
+    let mut l = Lower {
+        fb,
+        b: blocks[0],
+        regs: Regs::new(cpu, temps),
+        ctx,
+        cpu,
+        data: ExitData { slots: Vec::new(), sites: Vec::new() },
+        slot_of_pc: HashMap::new(),
+        site_of: HashMap::new(),
+        sigs: Vec::new(),
+        raw_sigs: [None; 2],
+        tail_sig,
+        direct,
+        panic_block: None,
+        heads: Vec::new(),
+        head_st: SlotState::default(),
+        no_chain: false,
+    };
+    let pcs: Vec<u64> = blocks.iter().map(|b| b.pc).collect();
+    if blocks.len() == 1 && !blocks.iter().any(|b| exits_to(b, &pcs)) {
+        let mut st = SlotState::default();
+        l.lower_ops(0..blocks[0].ops.len(), Mode::Normal, &mut st);
+        l.terminator(&mut st);
+    } else {
+        // A loop (one block jumping to itself) or a region: every guest slot any block
+        // mentions is loaded before the headers; `%rip` is part of the loop state too,
+        // since a back edge sets it as the exit and re-entry it replaces would.
+        let rip = 1u64 << crate::cpu::slot::RIP;
+        let (mut used, mut written) = (rip, rip);
+        for b in blocks {
+            let (u, w) = guest_slots(b);
+            used |= u;
+            written |= w;
+        }
+        let mut st = SlotState::default();
+        for s in bits(used) {
+            l.read(&mut st, Slot(s));
+        }
+        l.head_st = SlotState { loaded: used, dirty: written };
+        l.heads = blocks.iter().map(|b| (b.pc, l.fb.create_block())).collect();
+        l.fb.ins().jump(l.heads[0].1, &[]);
+        for (k, b) in blocks.iter().enumerate() {
+            l.b = b;
+            l.fb.switch_to_block(l.heads[k].1);
+            let mut st = l.head_st;
+            l.lower_ops(0..b.ops.len(), Mode::Normal, &mut st);
+            l.terminator(&mut st);
+        }
+    }
+    if let Some(p) = l.panic_block {
+        // One shared exit for every shim that caught a panic: nothing to write back, the
+        // panic is re-raised by `entry`.
+        l.fb.switch_to_block(p);
+        let c = l.konst(kind::PANIC);
+        l.fb.ins().return_(&[c]);
+    }
+    l.fb.seal_all_blocks();
+    l.fb.finalize(frontend);
+    l.data
+}
+
+/// Whether some direct exit of `b` goes to one of `pcs`.
+fn exits_to(b: &Block, pcs: &[u64]) -> bool {
+    let exit_if =
+        b.ops.iter().any(|op| matches!(op, Op::ExitIf { target, .. } if pcs.contains(target)));
+    exit_if
+        || match b.term {
+            Term::Jump(pc) => pcs.contains(&pc),
+            Term::Branch { taken, not_taken, .. } => {
+                pcs.contains(&taken) || pcs.contains(&not_taken)
+            }
+            _ => false,
+        }
+}
+
+/// Guest slots `b`'s ops and terminator mention, and those its ops write.
+fn guest_slots(b: &Block) -> (u64, u64) {
+    let (mut used, mut written) = (0u64, 0u64);
+    let mut note = |s: Slot, w: bool| {
+        if s.is_guest() {
+            used |= 1 << s.index();
+            if w {
+                written |= 1 << s.index();
+            }
+        }
+    };
+    for op in &b.ops {
+        op.for_each_src(|s| note(s, false));
+        if let Some(d) = op.dst() {
+            note(d, true);
+        }
+    }
+    match b.term {
+        Term::Branch { c, .. } => note(c, false),
+        Term::Indirect { target, .. } => note(target, false),
+        _ => {}
+    }
+    (used, written)
+}
+
+/// The set bits of `m`, as slot numbers.
+fn bits(mut m: u64) -> impl Iterator<Item = u16> {
+    std::iter::from_fn(move || {
+        (m != 0).then(|| {
+            let s = m.trailing_zeros() as u16;
+            m &= m - 1;
+            s
+        })
+    })
+}
+
+/// The signature of every compiled block: `fn(ctx, cpu) -> exit kind`, tail-callable.
+pub(super) fn tb_signature() -> Signature {
+    let mut sig = Signature::new(CallConv::Tail);
+    sig.params.push(AbiParam::new(types::I64)); // ctx
+    sig.params.push(AbiParam::new(types::I64)); // cpu
+    sig.returns.push(AbiParam::new(types::I64)); // exit kind
+    sig
+}
+
+/// The signature of a raw `mem::direct` accessor: `(addr[, val]) -> (val, status)`.
+fn raw_signature(nargs: usize) -> Signature {
+    let mut sig = Signature::new(CallConv::SystemV);
+    for _ in 0..nargs {
+        sig.params.push(AbiParam::new(types::I64));
+    }
+    sig.returns.push(AbiParam::new(types::I64));
+    sig.returns.push(AbiParam::new(types::I64));
+    sig
+}
+
+impl Lower<'_, '_> {
+    fn konst(&mut self, v: u64) -> Value {
+        self.fb.ins().iconst(types::I64, v as i64)
+    }
+
+    fn read(&mut self, st: &mut SlotState, s: Slot) -> Value {
+        self.regs.read(&mut self.fb, st, s)
+    }
+
+    fn write(&mut self, st: &mut SlotState, s: Slot, v: Value) {
+        self.regs.write(&mut self.fb, st, s, v)
+    }
+
+    /// Write back, set `%rip`, return `code`.
+    fn leave(&mut self, st: &mut SlotState, rip: Value, code: u64) {
+        self.regs.write_back(&mut self.fb, st);
+        self.regs.store_rip(&mut self.fb, rip);
+        let c = self.konst(code);
+        self.fb.ins().return_(&[c]);
+    }
+
+    fn leave_at(&mut self, st: &mut SlotState, rip: u64, code: u64) {
+        let r = self.konst(rip);
+        self.leave(st, r, code)
+    }
+
+    fn store_ctx(&mut self, v: Value, off: i32) {
+        self.fb.ins().store(MemFlagsData::trusted(), v, self.ctx, off);
+    }
+
+    /// Spend one unit of budget and tail-call `code`, or go to `miss` when none is left.
+    fn chain_to(&mut self, code: Value, miss: ir::Block) {
+        let flags = MemFlagsData::trusted();
+        let b = self.fb.ins().load(types::I64, flags, self.ctx, CTX_BUDGET);
+        let go = self.fb.create_block();
+        self.fb.ins().brif(b, go, &[], miss, &[]);
+        self.fb.seal_block(go);
+        self.fb.switch_to_block(go);
+        let b1 = self.fb.ins().iadd_imm_s(b, -1);
+        self.fb.ins().store(flags, b1, self.ctx, CTX_BUDGET);
+        self.fb.ins().return_call_indirect(self.tail_sig, code, &[self.ctx, self.cpu]);
+    }
+
+    /// To the loop header of the region block at `pc` while the budget lasts; falls
+    /// through (in a new current block) when it is spent.
+    fn loop_back(&mut self, st: &mut SlotState, pc: u64, head: ir::Block) {
+        let head_st = self.head_st;
+        let pcv = self.konst(pc);
+        self.write(st, Slot(crate::cpu::slot::RIP), pcv);
+        for s in bits(head_st.loaded & !st.loaded) {
+            self.read(st, Slot(s));
+        }
+        debug_assert_eq!(st.dirty & !head_st.dirty, 0, "back edge with an unexpected dirty slot");
+        let flags = MemFlagsData::trusted();
+        let b = self.fb.ins().load(types::I64, flags, self.ctx, CTX_BUDGET);
+        let (go, spent) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.ins().brif(b, go, &[], spent, &[]);
+        self.fb.seal_block(go);
+        self.fb.seal_block(spent);
+        self.fb.switch_to_block(go);
+        let b1 = self.fb.ins().iadd_imm_s(b, -1);
+        self.fb.ins().store(flags, b1, self.ctx, CTX_BUDGET);
+        self.fb.ins().jump(head, &[]);
+        self.fb.set_cold_block(spent);
+        self.fb.switch_to_block(spent);
+        *st = head_st;
+    }
+
+    /// Leave to the direct target `pc`: through the exit slot when linked, else return.
+    fn exit_direct(&mut self, st: &mut SlotState, pc: u64) {
+        if self.no_chain {
+            return self.leave_at(st, pc, kind::JUMP);
+        }
+        if let Some(&(_, head)) = self.heads.iter().find(|h| h.0 == pc) {
+            self.loop_back(st, pc, head);
+            // Budget spent: return to the dispatcher, which re-enters at `pc`.
+            let rip = self.konst(pc);
+            self.leave(st, rip, kind::JUMP);
+            return;
+        }
+        let rip = self.konst(pc);
+        self.regs.write_back(&mut self.fb, st);
+        self.regs.store_rip(&mut self.fb, rip);
+        let idx = *self.slot_of_pc.entry(pc).or_insert_with(|| {
+            self.data.slots.push(Box::new(ExitSlot { target: AtomicUsize::new(0), pc }));
+            self.data.slots.len() - 1
+        });
+        let slot = self.konst(&*self.data.slots[idx] as *const ExitSlot as u64);
+        let t = self.fb.ins().load(types::I64, MemFlagsData::trusted(), slot, SLOT_TARGET);
+        let (linked, miss) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.set_cold_block(miss);
+        self.fb.ins().brif(t, linked, &[], miss, &[]);
+        self.fb.seal_block(linked);
+        self.fb.switch_to_block(linked);
+        self.chain_to(t, miss);
+        self.fb.seal_block(miss);
+        self.fb.switch_to_block(miss);
+        self.store_ctx(slot, CTX_LAST_EXIT);
+        let c = self.konst(kind::JUMP);
+        self.fb.ins().return_(&[c]);
+    }
+
+    /// Leave to the computed target `pc`: through the indirect table on a hit, else return.
+    fn exit_indirect(&mut self, st: &mut SlotState, pc: Value, is_ret: bool) {
+        if self.no_chain {
+            return self.leave(st, pc, if is_ret { kind::RET } else { kind::INDIRECT });
+        }
+        self.regs.write_back(&mut self.fb, st);
+        self.regs.store_rip(&mut self.fb, pc);
+        let flags = MemFlagsData::trusted();
+        let table = self.fb.ins().load(types::I64, flags, self.ctx, CTX_IND_TABLE);
+        let h = self.fb.ins().ushr_imm_u(pc, IND_SHIFT);
+        let h = self.fb.ins().bxor(h, pc);
+        let h = self.fb.ins().band_imm_u(h, IND_SIZE as i64 - 1);
+        let off = self.fb.ins().ishl_imm_u(h, 4);
+        let e = self.fb.ins().iadd(table, off);
+        let epc = self.fb.ins().load(types::I64, flags, e, 0);
+        let hit = self.fb.ins().icmp(IntCC::Equal, epc, pc);
+        let (found, miss) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.ins().brif(hit, found, &[], miss, &[]);
+        self.fb.seal_block(found);
+        self.fb.switch_to_block(found);
+        let code = self.fb.ins().load(types::I64, flags, e, 8);
+        self.chain_to(code, miss);
+        self.fb.seal_block(miss);
+        self.fb.switch_to_block(miss);
+        let c = self.konst(if is_ret { kind::RET } else { kind::INDIRECT });
+        self.fb.ins().return_(&[c]);
+    }
+
+    /// `brif c` to a new cold block, which becomes current; returns the fall-through
+    /// block, to switch to once the cold path is complete.
+    fn branch_cold(&mut self, c: Value) -> ir::Block {
+        let cold = self.fb.create_block();
+        let cont = self.fb.create_block();
+        self.fb.ins().brif(c, cold, &[], cont, &[]);
+        self.fb.seal_block(cold);
+        self.fb.seal_block(cont);
+        self.fb.set_cold_block(cold);
+        self.fb.switch_to_block(cold);
+        cont
+    }
+
+    fn call_rt(&mut self, f: RtFn, args: &[Value]) -> (Value, Value) {
+        debug_assert_eq!(args.len(), f.nargs(), "{} arity", f.name());
+        let sig = match self.sigs.iter().find(|(g, _)| *g == f) {
+            Some(&(_, s)) => s,
+            None => {
+                let s = self.fb.import_signature(f.signature(CallConv::SystemV));
+                self.sigs.push((f, s));
+                s
+            }
+        };
+        let addr = self.konst(f.addr() as u64);
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(self.ctx);
+        all.extend_from_slice(args);
+        let call = self.fb.ins().call_indirect(sig, addr, &all);
+        let r = self.fb.inst_results(call);
+        (r[0], r[1])
+    }
+
+    /// Branch on a shim status: non-zero goes to a cold path that handles a code write
+    /// (when `may_cw`; `dst` receives `value` first), a fault, or a panic.
+    #[allow(clippy::too_many_arguments, reason = "one call site per op kind, all fields used")]
+    fn check_status(
+        &mut self,
+        status: Value,
+        value: Value,
+        dst: Option<Slot>,
+        i: usize,
+        mode: Mode,
+        st: &SlotState,
+        may_cw: bool,
+    ) {
+        let cont = self.branch_cold(status);
+        if may_cw {
+            let is_cw = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::CODE_WRITTEN as i64);
+            let other = self.branch_cold(is_cw);
+            let mut s2 = *st;
+            if let Some(d) = dst {
+                self.write(&mut s2, d, value);
+            }
+            self.on_code_written(i, mode, &mut s2);
+            self.fb.switch_to_block(other);
+        }
+        let is_fault = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::FAULT as i64);
+        let fault_blk = self.fb.create_block();
+        let panic_blk = match self.panic_block {
+            Some(p) => p,
+            None => {
+                let p = self.fb.create_block();
+                self.fb.set_cold_block(p);
+                self.panic_block = Some(p);
+                p
+            }
+        };
+        self.fb.ins().brif(is_fault, fault_blk, &[], panic_blk, &[]);
+        self.fb.seal_block(fault_blk);
+        self.fb.set_cold_block(fault_blk);
+        self.fb.switch_to_block(fault_blk);
+        let mut s2 = *st;
+        self.on_fault(i, mode, None, &mut s2);
+        self.fb.switch_to_block(cont);
+    }
+
+    fn lower_ops(&mut self, range: Range<usize>, mode: Mode, st: &mut SlotState) {
+        for i in range {
+            self.lower_op(i, mode, st);
+        }
+    }
+
+    fn lower_op(&mut self, i: usize, mode: Mode, st: &mut SlotState) {
+        let op = self.b.ops[i];
+        if arith::lower_pure(&mut self.fb, &mut self.regs, st, &op) {
+            return;
+        }
+        match op {
+            Op::Load { w, dst, addr } => {
+                let a = self.read(st, addr);
+                let st0 = *st;
+                let slow = move |l: &mut Self| {
+                    let wv = l.konst(w as u64);
+                    let (v, s) = l.call_rt(RtFn::Load, &[a, wv]);
+                    l.check_status(s, v, Some(dst), i, mode, &st0, false);
+                    v
+                };
+                let v = match self.direct {
+                    Some(d) => self.direct_access(d.load[w as usize], &[a], slow),
+                    None => slow(self),
+                };
+                self.write(st, dst, v);
+            }
+            Op::Store { w, addr, val } => {
+                let (a, v) = (self.read(st, addr), self.read(st, val));
+                let st0 = *st;
+                let slow = move |l: &mut Self| {
+                    let wv = l.konst(w as u64);
+                    let (r, s) = l.call_rt(RtFn::Store, &[a, wv, v]);
+                    l.check_status(s, r, None, i, mode, &st0, true);
+                    r
+                };
+                match self.direct {
+                    Some(d) => self.direct_access(d.store[w as usize], &[a, v], slow),
+                    None => slow(self),
+                };
+            }
+            Op::AtomicRmw { op, w, dst, addr, val } => {
+                let (a, v) = (self.read(st, addr), self.read(st, val));
+                let (o, wv) = (self.konst(rmw_code(op)), self.konst(w as u64));
+                let (r, s) = self.call_rt(RtFn::AtomicRmw, &[o, a, wv, v]);
+                self.check_status(s, r, Some(dst), i, mode, st, true);
+                self.write(st, dst, r);
+            }
+            Op::AtomicCas { w, dst, addr, expected, new } => {
+                let a = self.read(st, addr);
+                let (e, n) = (self.read(st, expected), self.read(st, new));
+                let wv = self.konst(w as u64);
+                let (r, s) = self.call_rt(RtFn::AtomicCas, &[a, wv, e, n]);
+                self.check_status(s, r, Some(dst), i, mode, st, true);
+                self.write(st, dst, r);
+            }
+            Op::Helper { h, args, nargs, dst } => {
+                let mut a = [self.konst(0); 4];
+                for (k, s) in args.iter().take((nargs as usize).min(4)).enumerate() {
+                    a[k] = self.read(st, *s);
+                }
+                if h.reads_state || h.writes_state {
+                    self.regs.write_back(&mut self.fb, st);
+                }
+                let desc = self.konst(h as *const crate::ir::HelperDesc as u64);
+                let (r, s) = self.call_rt(RtFn::CallHelper, &[desc, a[0], a[1], a[2], a[3]]);
+                if h.writes_state {
+                    Regs::forget(st);
+                }
+                self.check_status(s, r, dst, i, mode, st, true);
+                if let Some(d) = dst {
+                    self.write(st, d, r);
+                }
+            }
+            Op::FaultIf { c, fault } => {
+                let cv = self.read(st, c);
+                let cont = self.branch_cold(cv);
+                let mut s2 = *st;
+                self.on_fault(i, mode, Some(fault), &mut s2);
+                self.fb.switch_to_block(cont);
+            }
+            Op::ExitIf { c, target } => {
+                let cv = self.read(st, c);
+                let cont = self.branch_cold(cv);
+                let mut s2 = *st;
+                self.on_exit(target, mode, &mut s2);
+                self.fb.switch_to_block(cont);
+            }
+            _ => unreachable!("pure ops are lowered by arith::lower_pure"),
+        }
+    }
+
+    /// Run instruction `k`'s fix-up ops (all pure; `Jit::compile` checked).
+    fn fixups(&mut self, k: usize, st: &mut SlotState) {
+        if let Some(ops) = self.b.fixups_for(k) {
+            for op in ops {
+                let done = arith::lower_pure(&mut self.fb, &mut self.regs, st, op);
+                debug_assert!(done, "impure fix-up op {op}");
+            }
+        }
+    }
+
+    fn fault_exit(&mut self, st: &mut SlotState, pc: u64, fault: Option<Fault>, next: u64) {
+        let idx = *self.site_of.entry((fault, next)).or_insert_with(|| {
+            self.data.sites.push(Box::new(FaultSite { fault, next }));
+            self.data.sites.len() - 1
+        });
+        let site = self.konst(&*self.data.sites[idx] as *const FaultSite as u64);
+        self.store_ctx(site, CTX_FAULT_SITE);
+        self.leave_at(st, pc, kind::FAULT)
+    }
+
+    /// Op `i` faulted (`fault` is `None` when a shim parked it in the context).
+    fn on_fault(&mut self, i: usize, mode: Mode, fault: Option<Fault>, st: &mut SlotState) {
+        let b = self.b;
+        match mode {
+            Mode::Normal => {
+                let k = b.insn_of_op(i);
+                self.fixups(k, st);
+                let (pc, next) = b
+                    .insns
+                    .get(k)
+                    .map_or((b.pc, b.pc), |m| (m.pc, m.pc.wrapping_add(m.len as u64)));
+                self.fault_exit(st, pc, fault, next)
+            }
+            Mode::CwMid(k) => {
+                self.fixups(k, st);
+                self.fault_exit(st, b.insns[k].pc, fault, b.insns[k + 1].pc)
+            }
+            Mode::CwLast => self.terminator(st),
+        }
+    }
+
+    fn on_exit(&mut self, target: u64, mode: Mode, st: &mut SlotState) {
+        match mode {
+            Mode::Normal | Mode::CwMid(_) => self.exit_direct(st, target),
+            Mode::CwLast => self.terminator(st),
+        }
+    }
+
+    /// Op `i` succeeded and reported that translated code was written.
+    fn on_code_written(&mut self, i: usize, mode: Mode, st: &mut SlotState) {
+        let b = self.b;
+        match mode {
+            Mode::Normal => {
+                // Whatever exit the rest takes must reach the dispatcher (which invalidates
+                // the written code), never a chained or looping successor.
+                let saved = std::mem::replace(&mut self.no_chain, true);
+                let k = b.insn_of_op(i);
+                if k + 1 < b.insns.len() {
+                    let end = (b.insns[k + 1].first_op as usize).clamp(i + 1, b.ops.len());
+                    self.lower_ops(i + 1..end, Mode::CwMid(k), st);
+                    self.leave_code_written(k + 1, st);
+                } else {
+                    self.lower_ops(i + 1..b.ops.len(), Mode::CwLast, st);
+                    self.terminator(st);
+                }
+                self.no_chain = saved;
+            }
+            Mode::CwMid(k) => self.leave_code_written(k + 1, st),
+            Mode::CwLast => self.terminator(st),
+        }
+    }
+
+    /// Leave before instruction `k` because code was written.
+    fn leave_code_written(&mut self, k: usize, st: &mut SlotState) {
+        self.fixups(k, st);
+        self.leave_at(st, self.b.insns[k].pc, kind::CODE_WRITTEN)
+    }
+
+    fn terminator(&mut self, st: &mut SlotState) {
+        match self.b.term {
+            Term::Jump(pc) => self.exit_direct(st, pc),
+            Term::Branch { c, taken, not_taken } => {
+                let cv = self.read(st, c);
+                let (t, n) = (self.fb.create_block(), self.fb.create_block());
+                self.fb.ins().brif(cv, t, &[], n, &[]);
+                self.fb.seal_block(t);
+                self.fb.seal_block(n);
+                self.fb.switch_to_block(t);
+                self.exit_direct(&mut st.clone(), taken);
+                self.fb.switch_to_block(n);
+                self.exit_direct(st, not_taken);
+            }
+            Term::Indirect { target, is_ret } => {
+                let pc = self.read(st, target);
+                self.exit_indirect(st, pc, is_ret)
+            }
+            Term::Syscall { next } => self.leave_at(st, next, kind::SYSCALL),
+            Term::Halt { next } => self.leave_at(st, next, kind::HALT),
+            Term::Fault { fault, pc, next } => self.fault_exit(st, pc, Some(fault), next),
+        }
+    }
+
+    /// Call a raw `mem::direct` accessor: `(addr[, val]) -> (val, status)`.
+    fn call_raw(&mut self, addr: usize, args: &[Value]) -> (Value, Value) {
+        let n = args.len() - 1;
+        let sig = match self.raw_sigs[n] {
+            Some(s) => s,
+            None => {
+                let s = self.fb.import_signature(raw_signature(args.len()));
+                self.raw_sigs[n] = Some(s);
+                s
+            }
+        };
+        let f = self.konst(addr as u64);
+        let call = self.fb.ins().call_indirect(sig, f, args);
+        let r = self.fb.inst_results(call);
+        (r[0], r[1])
+    }
+
+    /// A load or store through the raw accessor, redone through the shim (`slow`, which
+    /// checks the status and may leave) when the accessor reports anything but success.
+    /// Returns the loaded value.
+    fn direct_access(
+        &mut self,
+        raw: usize,
+        args: &[Value],
+        slow: impl FnOnce(&mut Self) -> Value,
+    ) -> Value {
+        let (v, s) = self.call_raw(raw, args);
+        let join = self.fb.create_block();
+        let joined = self.fb.append_block_param(join, types::I64);
+        let cold = self.fb.create_block();
+        self.fb.ins().brif(s, cold, &[], join, &[v.into()]);
+        self.fb.seal_block(cold);
+        self.fb.set_cold_block(cold);
+        self.fb.switch_to_block(cold);
+        let v2 = slow(self);
+        self.fb.ins().jump(join, &[v2.into()]);
+        self.fb.seal_block(join);
+        self.fb.switch_to_block(join);
+        joined
+    }
+}

@@ -1,0 +1,440 @@
+//! Tier-up and chaining glue between the run loop and `backend::jit`.
+//!
+//! - `--tier interp`: never compiles. `--tier jit`: a block is compiled (on the vCPU's
+//!   thread) the first time it runs. `--tier auto`: a block is interpreted until it has run
+//!   `hot_threshold` times, then queued once for the engine's compile thread; the
+//!   interpreter keeps running it until the compiled code is installed in `Tb::jit`.
+//! - A compiled block runs with `CompiledTb::run_chained`. When it leaves through an
+//!   unlinked direct exit, the run loop's next lookup finds the successor; if that is
+//!   compiled too, the exit is linked (`link_from`). After an indirect exit, a compiled
+//!   target is entered in the vCPU's indirect table. Links and table entries only ever
+//!   point at live blocks: invalidation kills a block's compiled code (`TbJit::kill`), which
+//!   clears every slot linked into it, and every vCPU clears its table when it sees the
+//!   engine's generation change.
+//! - The code cache is bounded (`Config::jit_cache_size`). When it is full the JIT starts a
+//!   new code generation and the engine flushes every TB; old code is freed once no vCPU
+//!   and no block holds it (see `backend::jit::chain`).
+//! - Hot regions: when a compiled run comes back because it used up its chain budget, it
+//!   was looping. The block it stopped at becomes the head of a region: the translated
+//!   blocks reachable from it by direct exits that lead back to it (at most
+//!   `MAX_REGION_BLOCKS`), compiled as one function (`Jit::compile_region`) and installed
+//!   as the head's code. Every member keeps the region in its `dependents`, so
+//!   invalidating any member kills the region and the head falls back to its own code.
+//! - A block the JIT cannot compile is marked failed and stays interpreted.
+
+use super::cache::{Engine, Tb};
+use crate::backend::jit::{ChainState, CompiledTb, Jit, JitError, JitOptions, LinkPoint};
+use crate::backend::{interp, BlockExit};
+use crate::config::Tier;
+use crate::cpu::CpuState;
+use crate::ir::{Block, Op, Term};
+use crate::mem::{DirectAccessors, GuestMemory};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+const NOT_QUEUED: u8 = 0;
+const QUEUED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// Most blocks in one hot region.
+const MAX_REGION_BLOCKS: usize = 16;
+
+/// A TB's compiled code, if any.
+#[derive(Default)]
+pub struct TbJit {
+    code: OnceLock<Arc<CompiledTb>>,
+    state: AtomicU8,
+    dead: AtomicBool,
+    /// A region headed by this TB, preferred over `code` while it lives.
+    region: Mutex<Option<Arc<CompiledTb>>>,
+    has_region: AtomicBool,
+    region_state: AtomicU8,
+    /// Regions this TB belongs to: (their head, their code), killed with this TB.
+    dependents: Mutex<Vec<(Weak<Tb>, Arc<CompiledTb>)>>,
+}
+
+impl TbJit {
+    /// The compiled code, once installed.
+    #[inline]
+    pub fn compiled(&self) -> Option<&Arc<CompiledTb>> {
+        self.code.get()
+    }
+
+    /// The code the run loop should enter: the region headed here, else the block's own.
+    fn to_run(&self) -> Option<Arc<CompiledTb>> {
+        if self.has_region.load(Ordering::Acquire) {
+            if let Some(r) = self.region.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                return Some(r);
+            }
+        }
+        self.code.get().cloned()
+    }
+
+    fn install(&self, c: Arc<CompiledTb>) {
+        let c = self.code.get_or_init(|| c);
+        // A kill that raced with the compile must still unlink the new code.
+        if self.dead.load(Ordering::SeqCst) {
+            c.kill();
+        }
+    }
+
+    fn drop_region(&self, code: &Arc<CompiledTb>) {
+        let mut r = self.region.lock().unwrap_or_else(|e| e.into_inner());
+        if r.as_ref().is_some_and(|c| Arc::ptr_eq(c, code)) {
+            *r = None;
+            self.has_region.store(false, Ordering::Release);
+        }
+    }
+
+    /// The TB was invalidated: unlink every chain into its code, now or when it arrives,
+    /// and kill every region it belongs to.
+    pub fn kill(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        if let Some(c) = self.code.get() {
+            c.kill();
+        }
+        if let Some(r) = self.region.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            r.kill();
+        }
+        self.has_region.store(false, Ordering::Release);
+        let deps = std::mem::take(&mut *self.dependents.lock().unwrap_or_else(|e| e.into_inner()));
+        for (head, code) in deps {
+            code.kill();
+            if let Some(h) = head.upgrade() {
+                h.jit.drop_region(&code);
+            }
+        }
+    }
+}
+
+/// The engine's JIT: one compiler (shared by the vCPU threads and the compile thread)
+/// and, in `Auto`, the compile queue.
+#[derive(Default)]
+pub struct EngineJit {
+    jit: Mutex<Option<Result<Jit, String>>>,
+    queue: OnceLock<Mutex<Sender<Job>>>,
+    /// Blocks compiled.
+    pub compiled: AtomicU64,
+    /// Entries into compiled code from the run loop (each may run many chained blocks).
+    pub entries: AtomicU64,
+    /// Blocks the JIT refused.
+    pub failed: AtomicU64,
+    /// Code-cache flushes.
+    pub flushes: AtomicU64,
+    /// Hot regions compiled.
+    pub regions: AtomicU64,
+}
+
+struct Job {
+    tb: Arc<Tb>,
+    direct: Option<DirectAccessors>,
+    /// Compile the hot region headed by `tb` rather than `tb` alone.
+    region: bool,
+}
+
+/// Per-vCPU JIT state: the chaining state and what the last run left to link.
+#[derive(Debug, Default)]
+pub struct VcpuJit {
+    chain: ChainState,
+    pending_link: Option<LinkPoint>,
+    pending_indirect: Option<u64>,
+}
+
+impl VcpuJit {
+    /// Forget the indirect table and pending links (blocks were invalidated or flushed).
+    pub fn clear(&mut self) {
+        self.chain.clear();
+        self.pending_link = None;
+        self.pending_indirect = None;
+    }
+}
+
+/// Run `tb` once (and, compiled, whatever it chains to) in the configured tier.
+pub(super) fn run_tb(
+    engine: &Arc<Engine>,
+    tb: &Arc<Tb>,
+    vj: &mut VcpuJit,
+    cpu: &mut CpuState,
+    mem: &mut dyn GuestMemory,
+) -> BlockExit {
+    let mut code = tb.jit.to_run();
+    if code.is_none() {
+        request(engine, tb, mem);
+        code = tb.jit.to_run();
+    }
+    // Compiled code assumes no code write is pending when it starts (its user-mode fast
+    // path could not report one); the loop takes them after every run, so this is rare.
+    let Some(c) = code.filter(|_| !mem.code_written()) else {
+        vj.pending_link = None;
+        vj.pending_indirect = None;
+        return interp::run_block(&tb.block, cpu, mem);
+    };
+    if let Some(lp) = vj.pending_link.take() {
+        if lp.target_pc() == c.pc() {
+            c.link_from(&lp);
+        }
+    }
+    if vj.pending_indirect.take() == Some(c.pc()) {
+        c.remember_in(&mut vj.chain);
+    }
+    engine.jit.entries.fetch_add(1, Ordering::Relaxed);
+    vj.chain.budget = engine.config.jit_chain_budget;
+    let (exit, lp) = c.run_chained(cpu, mem, &mut vj.chain);
+    vj.pending_link = lp;
+    if let BlockExit::Indirect { pc, .. } = exit {
+        vj.pending_indirect = Some(pc);
+    }
+    if vj.chain.budget_spent() {
+        request_region(engine, cpu.rip(), mem);
+    }
+    exit
+}
+
+/// The code stopped at `pc` after using up its budget: build a region headed there.
+fn request_region(engine: &Arc<Engine>, pc: u64, mem: &dyn GuestMemory) {
+    let Some(head) = engine.get(pc) else { return };
+    if head
+        .jit
+        .region_state
+        .compare_exchange(NOT_QUEUED, QUEUED, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let direct = mem.direct_accessors();
+    match engine.config.tier {
+        Tier::Interp => {}
+        Tier::Jit => compile_region(engine, &head, direct),
+        Tier::Auto => enqueue(engine, Job { tb: head, direct, region: true }),
+    }
+}
+
+/// The direct successors of a block.
+fn direct_targets(b: &Block) -> impl Iterator<Item = u64> + '_ {
+    let exits = b.ops.iter().filter_map(|op| match op {
+        Op::ExitIf { target, .. } => Some(*target),
+        _ => None,
+    });
+    let term = match b.term {
+        Term::Jump(pc) => [Some(pc), None],
+        Term::Branch { taken, not_taken, .. } => [Some(taken), Some(not_taken)],
+        _ => [None, None],
+    };
+    exits.chain(term.into_iter().flatten())
+}
+
+/// The translated blocks on direct paths from `head` back to it (head first), found
+/// among at most `MAX_REGION_BLOCKS` blocks reachable from it.
+fn find_region(engine: &Engine, head: &Arc<Tb>) -> Vec<Arc<Tb>> {
+    let mut nodes = vec![head.clone()];
+    let mut edges: Vec<Vec<usize>> = Vec::new();
+    let mut i = 0;
+    while i < nodes.len() {
+        let mut out = Vec::new();
+        let targets: Vec<u64> = direct_targets(&nodes[i].block).collect();
+        for t in targets {
+            let j = match nodes.iter().position(|n| n.block.pc == t) {
+                Some(j) => j,
+                None if nodes.len() < MAX_REGION_BLOCKS => match engine.get(t) {
+                    Some(tb) if !tb.jit.dead.load(Ordering::Relaxed) => {
+                        nodes.push(tb);
+                        nodes.len() - 1
+                    }
+                    _ => continue,
+                },
+                None => continue,
+            };
+            out.push(j);
+        }
+        edges.push(out);
+        i += 1;
+    }
+    // Keep the blocks that can get back to the head.
+    let mut back = vec![false; nodes.len()];
+    back[0] = true;
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (u, out) in edges.iter().enumerate() {
+            if !back[u] && out.iter().any(|&v| back[v]) {
+                back[u] = true;
+                changed = true;
+            }
+        }
+    }
+    nodes.into_iter().zip(back).filter_map(|(n, b)| b.then_some(n)).collect()
+}
+
+/// Compile and install the region headed by `head` (a one-block loop is already handled
+/// by the block's own code, so a region needs two blocks at least).
+fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAccessors>) {
+    let members = find_region(engine, head);
+    if members.len() < 2 {
+        head.jit.region_state.store(FAILED, Ordering::Relaxed);
+        return;
+    }
+    let blocks: Vec<&Block> = members.iter().map(|t| &t.block).collect();
+    let mut guard = engine.jit.jit.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(Ok(jit)) = guard.as_mut() else { return };
+    let code = match jit.compile_region(&blocks, direct) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            if engine.config.trace_translate {
+                eprintln!("---- JIT region {:#x}: not compiled: {e}", head.block.pc);
+            }
+            head.jit.region_state.store(FAILED, Ordering::Relaxed);
+            return;
+        }
+    };
+    if engine.config.trace_translate {
+        let pcs: Vec<String> = blocks.iter().map(|b| format!("{:#x}", b.pc)).collect();
+        eprintln!("---- JIT region of {} blocks: {}", blocks.len(), pcs.join(" "));
+        trace(jit, &code);
+    }
+    drop(guard);
+    // Register before checking liveness: a member killed in between sees the region in
+    // its dependents; one killed before is seen dead here.
+    for m in &members {
+        m.jit
+            .dependents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((Arc::downgrade(head), code.clone()));
+    }
+    if members.iter().any(|m| m.jit.dead.load(Ordering::SeqCst)) {
+        code.kill();
+        return;
+    }
+    *head.jit.region.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+    head.jit.has_region.store(true, Ordering::Release);
+    engine.jit.regions.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `tb` is about to be interpreted: compile it now (`Jit`), count it and maybe queue it
+/// (`Auto`), or do nothing (`Interp`).
+fn request(engine: &Arc<Engine>, tb: &Arc<Tb>, mem: &dyn GuestMemory) {
+    let cfg = &engine.config;
+    match cfg.tier {
+        Tier::Interp => {}
+        Tier::Jit => {
+            if tb.jit.state.load(Ordering::Relaxed) == NOT_QUEUED {
+                tb.jit.state.store(QUEUED, Ordering::Relaxed);
+                compile(engine, tb, mem.direct_accessors());
+            }
+        }
+        Tier::Auto => {
+            let n = tb.execs.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= cfg.hot_threshold
+                && tb
+                    .jit
+                    .state
+                    .compare_exchange(NOT_QUEUED, QUEUED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                enqueue(
+                    engine,
+                    Job { tb: tb.clone(), direct: mem.direct_accessors(), region: false },
+                );
+            }
+        }
+    }
+}
+
+fn enqueue(engine: &Arc<Engine>, job: Job) {
+    let q = engine.jit.queue.get_or_init(|| {
+        let (tx, rx) = channel::<Job>();
+        let weak: Weak<Engine> = Arc::downgrade(engine);
+        let spawned = std::thread::Builder::new().name("blockscope-jit".into()).spawn(move || {
+            // Ends when the engine (the only sender's owner) is dropped.
+            while let Ok(job) = rx.recv() {
+                let Some(engine) = weak.upgrade() else { break };
+                if job.region {
+                    compile_region(&engine, &job.tb, job.direct);
+                } else {
+                    compile(&engine, &job.tb, job.direct);
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            eprintln!("blockscope: cannot start the jit thread ({e}); interpreting only");
+        }
+        Mutex::new(tx)
+    });
+    let tx = q.lock().unwrap_or_else(|e| e.into_inner());
+    if tx.send(job).is_err() {
+        // No compile thread: the block simply stays interpreted.
+        engine.jit.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Compile `tb` and install the code. On a full cache, start a new code generation and
+/// flush every TB (the block is retranslated and recompiled when it is hot again).
+fn compile(engine: &Arc<Engine>, tb: &Arc<Tb>, direct: Option<DirectAccessors>) {
+    if tb.jit.dead.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut guard = engine.jit.jit.lock().unwrap_or_else(|e| e.into_inner());
+    let jit = guard.get_or_insert_with(|| {
+        let opts = JitOptions {
+            cache_limit: engine.config.jit_cache_size,
+            region_size: engine.config.jit_cache_size.clamp(1 << 16, 16 << 20),
+        };
+        Jit::with_options(opts).map_err(|e| {
+            eprintln!("blockscope: jit unavailable ({e}); interpreting only");
+            e.to_string()
+        })
+    });
+    let Ok(jit) = jit else {
+        tb.jit.state.store(FAILED, Ordering::Relaxed);
+        return;
+    };
+    match jit.compile_for(&tb.block, direct) {
+        Ok(c) => {
+            if engine.config.trace_translate {
+                trace(jit, &c);
+            }
+            engine.jit.compiled.fetch_add(1, Ordering::Relaxed);
+            tb.jit.install(Arc::new(c));
+        }
+        Err(JitError::CacheFull) => {
+            let flushed = jit.flush();
+            drop(guard);
+            engine.jit.flushes.fetch_add(1, Ordering::Relaxed);
+            engine.flush();
+            if let Err(e) = flushed {
+                eprintln!("blockscope: jit code cache flush failed ({e})");
+            }
+            tb.jit.state.store(FAILED, Ordering::Relaxed);
+        }
+        Err(e) => {
+            if engine.config.trace_translate {
+                eprintln!("---- JIT {:#x}: not compiled: {e}", tb.block.pc);
+            }
+            engine.jit.failed.fetch_add(1, Ordering::Relaxed);
+            tb.jit.state.store(FAILED, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `--trace-translate` for compiled blocks: the optimised Cranelift IR and the host code.
+fn trace(jit: &Jit, c: &CompiledTb) {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let mut out = format!(
+        "---- JIT {:#x}: {} bytes at {:#x}\n{}",
+        c.pc(),
+        c.code_len(),
+        c.host_addr(),
+        jit.last_clif()
+    );
+    let mut dec = Decoder::with_ip(64, c.code(), c.host_addr() as u64, DecoderOptions::NONE);
+    let mut f = IntelFormatter::new();
+    let mut s = String::new();
+    while dec.can_decode() {
+        let i = dec.decode();
+        s.clear();
+        f.format(&i, &mut s);
+        out.push_str(&format!("  {:#014x}  {s}\n", i.ip()));
+    }
+    eprint!("{out}");
+}

@@ -1,0 +1,281 @@
+//! Chaining at the JIT level: linking exits through data slots, the chain budget,
+//! unlinking by `kill`, the indirect table, generations, and the user-mode fast path for
+//! loads and stores (`mem::Direct` accessors called from generated code).
+
+mod jit_common;
+
+use blockscope::backend::interp::run_block;
+use blockscope::backend::jit::{ChainState, Jit, JitOptions};
+use blockscope::backend::BlockExit;
+use blockscope::cpu::{slot, CpuState, Fault, Width};
+use blockscope::ir::{BinOp, Block, Cond, InsnMeta, Op, Slot, Term};
+use blockscope::mem::{Direct, DirectShared, GuestMemory, Prot};
+use jit_common::*;
+
+const A: u64 = 0x40_0000;
+const B: u64 = 0x40_0100;
+const OUT: u64 = 0x40_0200;
+const RAX: Slot = Slot(0);
+const RCX: Slot = Slot(1);
+const RBX: Slot = Slot(3);
+
+fn one_insn(pc: u64, ops: Vec<Op>, term: Term, temps: u16) -> Block {
+    Block {
+        pc,
+        end: pc + 4,
+        ops,
+        insns: vec![InsnMeta { pc, len: 4, first_op: 0 }],
+        term,
+        temps,
+        fixups: vec![],
+    }
+}
+
+/// A: rax += 1; jump B.   B: rbx += rax; branch (rax <u 100) A, OUT.
+fn loop_blocks() -> (Block, Block) {
+    let a = one_insn(
+        A,
+        vec![Op::BinImm { op: BinOp::Add, w: Width::W64, dst: RAX, a: RAX, imm: 1 }],
+        Term::Jump(B),
+        0,
+    );
+    let b = one_insn(
+        B,
+        vec![
+            Op::Bin { op: BinOp::Add, w: Width::W64, dst: RBX, a: RBX, b: RAX },
+            Op::CmpImm { cc: Cond::Ult, w: Width::W64, dst: Slot::temp(0), a: RAX, imm: 100 },
+        ],
+        Term::Branch { c: Slot::temp(0), taken: A, not_taken: OUT },
+        1,
+    );
+    (a, b)
+}
+
+/// Interpret the two-block loop from A to OUT.
+fn interpret_loop(a: &Block, b: &Block, cpu: &mut CpuState) {
+    let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
+    while cpu.rip() != OUT {
+        let blk = if cpu.rip() == A { a } else { b };
+        run_block(blk, cpu, &mut mem);
+    }
+}
+
+#[test]
+fn linked_blocks_run_a_whole_loop_in_compiled_code() {
+    let (a, b) = loop_blocks();
+    let mut jit = Jit::new().unwrap();
+    let (ta, tb) = (jit.compile(&a).unwrap(), jit.compile(&b).unwrap());
+    let mut chain = ChainState::default();
+    let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
+    let mut cpu = Box::<CpuState>::default();
+    cpu.set_rip(A);
+    // Unlinked: A leaves through its slot to B; link it, then B's slot back to A.
+    let (e, lp) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert_eq!(e, BlockExit::Jump(B));
+    let lp = lp.expect("unlinked exit reported");
+    assert_eq!(lp.target_pc(), B);
+    assert!(tb.link_from(&lp));
+    assert!(!ta.link_from(&lp), "a slot links only to a block at its target pc");
+    let (e, lp) = tb.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert_eq!(e, BlockExit::Jump(A));
+    assert!(ta.link_from(&lp.expect("B -> A unlinked")));
+    // Now one call runs the rest of the loop.
+    let (e, lp) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert_eq!(e, BlockExit::Jump(OUT));
+    assert!(lp.is_some(), "the loop exit is still unlinked");
+    let mut want = Box::<CpuState>::default();
+    want.set_rip(A);
+    interpret_loop(&a, &b, &mut want);
+    assert_eq!(cpu.slots[..64], want.slots[..64]);
+    assert_eq!((cpu.slots[0], cpu.slots[3]), (100, 5050));
+}
+
+#[test]
+fn budget_returns_to_the_dispatcher_with_exact_state() {
+    let (a, b) = loop_blocks();
+    let mut jit = Jit::new().unwrap();
+    let (ta, tb) = (jit.compile(&a).unwrap(), jit.compile(&b).unwrap());
+    let mut chain = ChainState::default();
+    let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
+    let mut cpu = Box::<CpuState>::default();
+    cpu.set_rip(A);
+    let (_, lp) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    tb.link_from(&lp.unwrap());
+    let (_, lp) = tb.run_chained(&mut cpu, &mut mem, &mut chain);
+    ta.link_from(&lp.unwrap());
+    // Budget 7: seven transfers (A->B, B->A, ...), the eighth is declined.
+    chain.budget = 7;
+    let (e, lp) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert!(lp.is_none(), "a declined transfer through a linked slot needs no link");
+    let mut want = Box::<CpuState>::default();
+    want.set_rip(A);
+    let mut m2 = ScratchMem::new(vec![0; MEM_LEN as usize]);
+    run_block(&a, &mut want, &mut m2);
+    run_block(&b, &mut want, &mut m2);
+    // 2 blocks ran before the call; the call ran 8 blocks (the entry + 7 transfers).
+    for k in 0..8 {
+        run_block(if k % 2 == 0 { &a } else { &b }, &mut want, &mut m2);
+    }
+    assert_eq!(e, BlockExit::Jump(want.rip()));
+    assert_eq!(cpu.slots[..64], want.slots[..64]);
+}
+
+#[test]
+fn kill_unlinks_every_exit_into_a_block() {
+    let (a, b) = loop_blocks();
+    let mut jit = Jit::new().unwrap();
+    let (ta, tb) = (jit.compile(&a).unwrap(), jit.compile(&b).unwrap());
+    let mut chain = ChainState::default();
+    let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
+    let mut cpu = Box::<CpuState>::default();
+    cpu.set_rip(A);
+    let (_, lp) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    let lp = lp.unwrap();
+    assert!(tb.link_from(&lp));
+    tb.kill();
+    assert!(tb.is_dead());
+    cpu.set_rip(A);
+    let (e, lp2) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert_eq!(e, BlockExit::Jump(B), "A no longer chains into the dead B");
+    assert!(lp2.is_some());
+    assert!(!tb.link_from(&lp), "a dead block refuses links");
+}
+
+#[test]
+fn indirect_exits_use_the_vcpu_table() {
+    let mut jit = Jit::new().unwrap();
+    // A: jump_indirect rcx.   B: rax = 7; jump OUT.
+    let a = one_insn(A, vec![], Term::Indirect { target: RCX, is_ret: true }, 0);
+    let b = one_insn(B, vec![Op::Const { dst: RAX, imm: 7 }], Term::Jump(OUT), 0);
+    let (ta, tb) = (jit.compile(&a).unwrap(), jit.compile(&b).unwrap());
+    let mut chain = ChainState::default();
+    let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
+    let mut cpu = Box::<CpuState>::default();
+    cpu.slots[1] = B;
+    let (e, _) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert_eq!(e, BlockExit::Indirect { pc: B, is_ret: true });
+    tb.remember_in(&mut chain);
+    let (e, _) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert_eq!((e, cpu.slots[0]), (BlockExit::Jump(OUT), 7));
+    // A miss (another target) leaves normally.
+    cpu.slots[1] = B + 1;
+    cpu.slots[0] = 0;
+    let (e, _) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert_eq!((e, cpu.slots[0]), (BlockExit::Indirect { pc: B + 1, is_ret: true }, 0));
+    // `run` alone never chains, even with a populated table elsewhere.
+    cpu.slots[1] = B;
+    assert_eq!(ta.run(&mut cpu, &mut mem), BlockExit::Indirect { pc: B, is_ret: true });
+    // A dead block is not remembered; clearing forgets.
+    chain.clear();
+    tb.kill();
+    tb.remember_in(&mut chain);
+    let (e, _) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert_eq!(e, BlockExit::Indirect { pc: B, is_ret: true });
+}
+
+#[test]
+fn generations_never_link_to_each_other_and_cache_full_is_reported() {
+    let (a, b) = loop_blocks();
+    let opts = JitOptions { region_size: 4096, cache_limit: 3 * 4096 };
+    let mut jit = Jit::with_options(opts).unwrap();
+    let ta = jit.compile(&a).unwrap();
+    let mut chain = ChainState::default();
+    let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
+    let mut cpu = Box::<CpuState>::default();
+    let (_, lp) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
+    jit.flush().unwrap();
+    let tb = jit.compile(&b).unwrap();
+    assert_ne!(ta.generation().id(), tb.generation().id());
+    assert!(!tb.link_from(&lp.unwrap()), "no links across generations");
+    let mut full = false;
+    for _ in 0..1000 {
+        match jit.compile(&b) {
+            Ok(_) => {}
+            Err(blockscope::backend::jit::JitError::CacheFull) => {
+                full = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(full, "a bounded cache must fill up");
+    assert!(jit.generation().code_bytes() <= 3 * 4096);
+    jit.flush().unwrap();
+    assert!(jit.compile(&b).is_ok(), "a flushed cache accepts code again");
+}
+
+/// A `Direct` memory with one RW page and one watched ("code") RW page. Address 0x10 is
+/// never mapped, so accesses there fault.
+fn direct_mem() -> (Direct, u64) {
+    let shared = DirectShared::new();
+    let mut mem = Direct::new(shared.clone());
+    let base = shared.mmap_anon(0, 2 * 4096, Prot(Prot::READ | Prot::WRITE), false).unwrap();
+    // Touch both pages first: a never-touched page has no PTE, and a write to it faults
+    // as "not present" even when it is a watched code page.
+    mem.store(base, Width::W8, 0).unwrap();
+    mem.store(base + 4096, Width::W8, 0).unwrap();
+    mem.watch_code(base + 4096, base + 4096 + 16);
+    (mem, base)
+}
+
+#[test]
+fn direct_fast_path_matches_the_interpreter() {
+    let (mut mem, base) = direct_mem();
+    let mut jit = Jit::new().unwrap();
+    let t = Slot::temp;
+    let mk = |addr: u64, store_val: Option<u64>| {
+        let mut ops = vec![Op::Const { dst: t(0), imm: addr }];
+        match store_val {
+            Some(v) => {
+                ops.push(Op::Const { dst: t(1), imm: v });
+                ops.push(Op::Store { w: Width::W32, addr: t(0), val: t(1) });
+                ops.push(Op::Const { dst: RBX, imm: 1 });
+            }
+            None => ops.push(Op::Load { w: Width::W16, dst: RAX, addr: t(0) }),
+        }
+        let n = ops.len() as u32;
+        Block {
+            pc: A,
+            end: A + 8,
+            ops,
+            insns: vec![
+                InsnMeta { pc: A, len: 4, first_op: 0 },
+                InsnMeta { pc: A + 4, len: 4, first_op: n },
+            ],
+            term: Term::Jump(OUT),
+            temps: 2,
+            fixups: vec![],
+        }
+    };
+    let cases = [
+        (mk(base + 8, Some(0xdead_beef)), BlockExit::Jump(OUT)),
+        (mk(base + 8, None), BlockExit::Jump(OUT)),
+        (mk(base + 4096 + 4, Some(0x1234_5678)), BlockExit::CodeWritten),
+        (
+            mk(0x10, None),
+            BlockExit::Fault { fault: Fault::PageFault { addr: 0x10, code: 4 }, next: A + 4 },
+        ),
+        (
+            mk(0x10, Some(1)),
+            BlockExit::Fault { fault: Fault::PageFault { addr: 0x10, code: 6 }, next: A + 4 },
+        ),
+    ];
+    for (k, (b, want)) in cases.iter().enumerate() {
+        let tbc = jit.compile_for(b, mem.direct_accessors()).unwrap();
+        let mut ci = Box::<CpuState>::default();
+        let ei = run_block(b, &mut ci, &mut mem);
+        let wi = mem.take_code_writes();
+        if *want == BlockExit::CodeWritten {
+            // Re-arm the watch the interpreter's write consumed.
+            mem.watch_code(base + 4096, base + 4096 + 16);
+        }
+        let mut cj = Box::<CpuState>::default();
+        let ej = tbc.run(&mut cj, &mut mem);
+        let wj = mem.take_code_writes();
+        assert_eq!((ei, ej), (*want, *want), "case {k}");
+        assert_eq!(wi, wj, "case {k}: code writes");
+        assert_eq!(ci.slots[..64], cj.slots[..64], "case {k}");
+        assert_eq!(cj.slots[slot::RIP as usize], ci.rip());
+    }
+    assert_eq!(mem.load(base + 8, Width::W32), Ok(0xdead_beef));
+}
