@@ -8,13 +8,13 @@
 //! module may use the ones above it only (see `tests/layering.rs` and DESIGN.md).
 #![deny(unsafe_code)]
 
-pub mod cpu;
-pub mod mem;
-pub mod ir;
-pub mod frontend;
 pub mod backend;
-pub mod plugin;
-pub mod exec;
-pub mod user;
-pub mod system;
 pub mod config;
+pub mod cpu;
+pub mod exec;
+pub mod frontend;
+pub mod ir;
+pub mod mem;
+pub mod plugin;
+pub mod system;
+pub mod user;

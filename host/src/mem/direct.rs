@@ -280,7 +280,8 @@ std::arch::global_asm!(
     "    lock cmpxchg qword ptr [rdi], rcx",
     "    jne 2b",
     "    xor edx, edx",
-    "    ret",    ".globl bs_cas128",
+    "    ret",
+    ".globl bs_cas128",
     "bs_cas128:",
     "    mov r11, rbx",
     "    mov r9, rsi",
@@ -566,7 +567,12 @@ impl Direct {
     pub fn shared(&self) -> &Arc<DirectShared> {
         &self.shared
     }
-    fn retry_write<T>(&mut self, r: &Ret, mut again: impl FnMut() -> Ret, ok: impl Fn(&Ret) -> T) -> Result<T, Fault> {
+    fn retry_write<T>(
+        &mut self,
+        r: &Ret,
+        mut again: impl FnMut() -> Ret,
+        ok: impl Fn(&Ret) -> T,
+    ) -> Result<T, Fault> {
         let write_prot = r.status & (pf::PRESENT as u64) != 0 && r.status & ST_BUS == 0;
         if write_prot && self.shared.take_write_fault(r.val) {
             self.code_writes.push(page_floor(r.val));

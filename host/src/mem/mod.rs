@@ -9,7 +9,10 @@
 
 mod direct;
 
-pub use direct::{install_fault_handler, set_foreign_fault_hook, Direct, DirectShared, ForeignFaultHook, Prot, PF_BUS};
+pub use direct::{
+    install_fault_handler, set_foreign_fault_hook, Direct, DirectShared, ForeignFaultHook, Prot,
+    PF_BUS,
+};
 
 use crate::cpu::{Fault, Width};
 
