@@ -60,7 +60,7 @@ pub fn verify(b: &Block) -> Result<(), VerifyError> {
     };
     for (i, op) in b.ops.iter().enumerate() {
         if let Op::PluginLoad { w, off, mask, .. } | Op::PluginStore { w, off, mask, .. } = *op {
-            if off as usize % w.bytes() != 0 || (mask as u64 + 1).count_ones() != 1 {
+            if !(off as usize).is_multiple_of(w.bytes()) || (mask as u64 + 1).count_ones() != 1 {
                 return Err(VerifyError::BadPluginAccess(i));
             }
         }

@@ -266,17 +266,13 @@ impl Plan {
                     let w =
                         width(op.width).ok_or_else(|| fail(format!("bad width {}", op.width)))?;
                     let (a, b) = (val(op.a, "operand a")?, val(op.b, "operand b")?);
-                    if let (Val::Const(x), Val::Const(y)) = (a, b) {
-                        Some(Val::Const(crate::backend::interp::eval_bin(bop, w, x, y)))
-                    } else {
-                        let a = materialize(point, a, &mut new_temp)?;
-                        let dst = new_temp(point)?;
-                        point.ops.push(match b {
-                            Val::Const(imm) => Op::BinImm { op: bop, w, dst, a, imm },
-                            Val::Slot(b) => Op::Bin { op: bop, w, dst, a, b },
-                        });
-                        Some(Val::Slot(dst))
-                    }
+                    let a = materialize(point, a, &mut new_temp)?;
+                    let dst = new_temp(point)?;
+                    point.ops.push(match b {
+                        Val::Const(imm) => Op::BinImm { op: bop, w, dst, a, imm },
+                        Val::Slot(b) => Op::Bin { op: bop, w, dst, a, b },
+                    });
+                    Some(Val::Slot(dst))
                 }
                 OP_CMP => {
                     let cc = cond(op.sub)
@@ -372,9 +368,9 @@ impl Plan {
                         return Err(fail(format!("{} arguments (at most 4)", op.nargs)));
                     }
                     let mut args = [Slot(0); 4];
-                    for k in 0..op.nargs as usize {
-                        let v = val(op.args[k], "an argument")?;
-                        args[k] = materialize(point, v, &mut new_temp)?;
+                    for (slot, &r) in args.iter_mut().zip(&op.args[..op.nargs as usize]) {
+                        let v = val(r, "an argument")?;
+                        *slot = materialize(point, v, &mut new_temp)?;
                     }
                     let cond: Option<Option<Slot>> = if op.c == NONE {
                         Some(None)
