@@ -18,6 +18,8 @@
 #![deny(unsafe_code)]
 
 pub mod abi;
+/// The abi_stable version this ABI is built with (its `RStr`, `RSlice`, ...).
+pub use abi_stable;
 #[doc(hidden)]
 pub mod glue;
 pub mod safe;

@@ -5,30 +5,8 @@
 mod plugin_common;
 
 use blockscope::config::Tier;
-use iced_x86::code_asm::*;
 use plugin_common::*;
 use std::sync::Arc;
-
-/// 100 iterations of: load, add, store, byte store at an odd/even address, dec, jnz;
-/// then a syscall. 2 + 100*6 + 1 = 603 instructions, 300 accesses, 101 blocks.
-fn loop_guest() -> Guest {
-    guest(|code, data| {
-        assemble(code, |a| {
-            let mut top = a.create_label();
-            a.mov(rcx, 100u64)?;
-            a.mov(rdi, data)?;
-            a.set_label(&mut top)?;
-            a.mov(rax, qword_ptr(rdi + rcx * 8))?;
-            a.add(rax, rcx)?;
-            a.mov(qword_ptr(rdi + rcx * 8), rax)?;
-            a.mov(byte_ptr(rdi + rcx + 0x1000), al)?;
-            a.dec(rcx)?;
-            a.jnz(top)?;
-            a.syscall()?;
-            Ok(())
-        })
-    })
-}
 
 fn check_tier(tier: Tier, name: &str) {
     let g = loop_guest();

@@ -61,7 +61,12 @@ pub fn resolve(
         }
         return Err(PluginError::NotFound { what: name_or_path.to_string(), searched: vec![] });
     }
-    let files = [format!("libblockscope_{name_or_path}.so"), format!("{name_or_path}.so")];
+    let under = name_or_path.replace('-', "_");
+    let files = [
+        format!("libblockscope_{name_or_path}.so"),
+        format!("libblockscope_{under}.so"),
+        format!("{name_or_path}.so"),
+    ];
     let dirs: Vec<&Path> = exe_dir.into_iter().chain(search.iter().map(|p| p.as_path())).collect();
     for d in &dirs {
         for f in &files {

@@ -96,3 +96,44 @@ pub fn parse_counts(text: &str) -> std::collections::HashMap<String, u64> {
         .filter_map(|(k, v)| Some((k.trim().to_string(), v.trim().parse().ok()?)))
         .collect()
 }
+
+/// Build the C test plugin (`tests/plugins/c/count.c`) with extra gcc flags; `None` when
+/// gcc is missing.
+pub fn build_c_plugin(name: &str, flags: &[&str]) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = scratch(&format!("c-{name}")).join(format!("lib{name}.so"));
+    let o = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-I"])
+        .arg(root.join("../plugin-api/include"))
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(root.join("plugins/c/count.c"))
+        .output()
+        .ok()?;
+    assert!(o.status.success(), "gcc: {}", String::from_utf8_lossy(&o.stderr));
+    Some(out)
+}
+
+/// The loop guest of the plugin tests: 100 iterations of load, add, store, byte store,
+/// dec, jnz; then a syscall. 2 + 100*6 + 1 = 603 instructions, 300 memory accesses,
+/// 101 blocks (entry block, 99 loop blocks, the syscall block).
+pub fn loop_guest() -> Guest {
+    use iced_x86::code_asm::*;
+    guest(|code, data| {
+        assemble(code, |a| {
+            let mut top = a.create_label();
+            a.mov(rcx, 100u64)?;
+            a.mov(rdi, data)?;
+            a.set_label(&mut top)?;
+            a.mov(rax, qword_ptr(rdi + rcx * 8))?;
+            a.add(rax, rcx)?;
+            a.mov(qword_ptr(rdi + rcx * 8), rax)?;
+            a.mov(byte_ptr(rdi + rcx + 0x1000), al)?;
+            a.dec(rcx)?;
+            a.jnz(top)?;
+            a.syscall()?;
+            Ok(())
+        })
+    })
+}

@@ -8,7 +8,7 @@
 //!
 //! At exit it writes one `key=value` line per quantity to `out=FILE` (or stderr).
 //! Arguments that make it misbehave on purpose (for the failure tests): `panic=callback`
-//! (panic in the 1000th instruction callback), `panic=exit`, `bad=<kind>` (inject an op
+//! (panic in the 500th instruction callback), `panic=exit`, `bad=<kind>` (inject an op
 //! the host must reject: `reg`, `scoreboard`, `value`, `mem`, `entry`, `point`).
 #![forbid(unsafe_code)]
 
@@ -45,7 +45,7 @@ fn on_tb(p: &SelfCheck, _: &Call) {
 
 fn on_insn(p: &SelfCheck, c: &Call) {
     let n = p.insns.fetch_add(1, Relaxed);
-    if p.panic == "callback" && n == 999 {
+    if p.panic == "callback" && n == 499 {
         panic!("selfcheck: deliberate panic in an instruction callback (pc {:#x})", c.udata);
     }
 }
