@@ -23,6 +23,7 @@ pub use abi_stable;
 #[doc(hidden)]
 pub mod glue;
 pub mod safe;
+pub mod shm;
 
 pub use abi::{
     ArgSpec, PluginRoot, PluginRootRef, PluginVTable, ABI_MAJOR, ABI_MINOR, C_ENTRY_SYMBOL,
