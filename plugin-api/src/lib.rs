@@ -24,6 +24,7 @@ pub use abi_stable;
 pub mod glue;
 pub mod safe;
 pub mod shm;
+pub mod trace;
 
 pub use abi::{
     ArgSpec, PluginRoot, PluginRootRef, PluginVTable, ABI_MAJOR, ABI_MINOR, C_ENTRY_SYMBOL,

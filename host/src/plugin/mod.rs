@@ -23,6 +23,7 @@
 
 mod inject;
 mod load;
+pub mod memtrace;
 mod modules;
 mod registry;
 mod scoreboard;
