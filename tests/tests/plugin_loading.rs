@@ -34,16 +34,16 @@ fn unknown_name_lists_where_it_looked() {
     let e = load_err(&["no-such-plugin"]);
     let msg = e.to_string();
     assert!(msg.starts_with("plugin `no-such-plugin` not found (looked in "), "{msg}");
-    assert!(msg.contains(&target_dir().display().to_string()), "{msg}");
+    assert!(msg.contains(&plugin_dir().display().to_string()), "{msg}");
     assert_eq!(e.exit_status(), EXIT_LOAD_ERROR);
 }
 
 #[test]
 fn names_are_found_next_to_the_executable_and_in_the_search_path() {
-    let by_exe = blockscope::plugin::resolve("selfcheck", Some(&target_dir()), &[]).unwrap();
+    let by_exe = blockscope::plugin::resolve("selfcheck", Some(&plugin_dir()), &[]).unwrap();
     assert_eq!(by_exe, plugin_lib("selfcheck"));
     let dirs =
-        blockscope::plugin::split_search_path(&format!("/nonexistent:{}", target_dir().display()));
+        blockscope::plugin::split_search_path(&format!("/nonexistent:{}", plugin_dir().display()));
     let by_path = blockscope::plugin::resolve("selfcheck", None, &dirs).unwrap();
     assert_eq!(by_path, plugin_lib("selfcheck"));
 }

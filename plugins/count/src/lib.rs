@@ -12,9 +12,18 @@
 //!   callgrind and cachegrind report): once per iteration plus the final test of the count
 //!   register, i.e. `1 + (rcx before - rcx after)`.
 //!
+//! - `exit_block=count` (default): the instructions of the block in which a thread exits
+//!   (the one ending in `exit`/`exit_group`) are counted. `exit_block=drop` leaves them out,
+//!   as callgrind does: it charges a block's instructions when the block is left, and a
+//!   block left by ending the process never is. With `exit_block=drop rep=iterations` the
+//!   total equals callgrind's `Ir` for the same run.
+//!
 //! Output (`out=FILE`, default stderr), one line per thread then the total:
 //! `thread N: insns=I blocks=B` and `total: insns=I blocks=B threads=T`.
 #![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use blockscope_plugin_api::{
     abi::ArgSpec, declare_plugin, Args, BinOp, Host, Injector, Plugin, Reg, Scoreboard, TbView,
@@ -26,6 +35,10 @@ const BLOCKS: u32 = 1;
 const REP_RCX: u32 = 2;
 /// 1 while a REP instruction's iterations are still to be added.
 const REP_PENDING: u32 = 3;
+/// Instructions of the block being executed (for exit_block=drop).
+const LAST_LEN: u32 = 4;
+const SYS_EXIT: u64 = 60;
+const SYS_EXIT_GROUP: u64 = 231;
 
 /// The plugin.
 pub struct Count {
@@ -33,6 +46,9 @@ pub struct Count {
     sb: Scoreboard,
     per_insn: bool,
     rep_iterations: bool,
+    drop_exit_block: bool,
+    /// Instructions not to count, by vCPU (exit_block=drop).
+    dropped: Mutex<HashMap<u32, u64>>,
     out: Option<String>,
 }
 
@@ -89,7 +105,8 @@ impl Count {
     }
 
     fn totals(&self, vcpu: u32) -> (u64, u64) {
-        (self.sb.read(vcpu, INSNS), self.sb.read(vcpu, BLOCKS))
+        let dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner()).get(&vcpu).copied();
+        (self.sb.read(vcpu, INSNS) - dropped.unwrap_or(0), self.sb.read(vcpu, BLOCKS))
     }
 }
 
@@ -100,6 +117,7 @@ impl Plugin for Count {
     const ARGS: &'static [ArgSpec] = &[
         ArgSpec::new("mode", "tb", "tb: add per block (fast); insn: add per instruction (exact)"),
         ArgSpec::new("rep", "once", "once: a REP instruction counts 1; iterations: as Valgrind"),
+        ArgSpec::new("exit_block", "count", "count, or drop the exiting block (as callgrind)"),
         ArgSpec::new("out", "", "write the counts to this file (default: stderr)"),
     ];
 
@@ -114,11 +132,18 @@ impl Plugin for Count {
             "iterations" => true,
             m => return Err(format!("rep must be once or iterations, not `{m}`")),
         };
+        let drop_exit_block = match args.get("exit_block").unwrap_or("count") {
+            "count" => false,
+            "drop" => true,
+            m => return Err(format!("exit_block must be count or drop, not `{m}`")),
+        };
         Ok(Count {
             host,
-            sb: host.scoreboard(8, 4)?,
+            sb: host.scoreboard(8, 5)?,
             per_insn,
             rep_iterations,
+            drop_exit_block,
+            dropped: Mutex::new(HashMap::new()),
             out: args.get("out").map(str::to_string),
         })
     }
@@ -132,6 +157,10 @@ impl Plugin for Count {
             }
             if self.rep_iterations {
                 self.settle_rep(&mut e);
+            }
+            if self.drop_exit_block {
+                let n = e.constant(tb.len() as u64);
+                e.sb_store(&self.sb, LAST_LEN, None, n);
             }
         }
         for insn in tb.insns() {
@@ -156,6 +185,13 @@ impl Plugin for Count {
                 let one = e.constant(1);
                 e.sb_store(&self.sb, REP_PENDING, None, one);
             }
+        }
+    }
+
+    fn syscall(&self, vcpu: u32, nr: u64, _args: &[u64; 6]) {
+        if self.drop_exit_block && (nr == SYS_EXIT || nr == SYS_EXIT_GROUP) {
+            let n = self.sb.read(vcpu, LAST_LEN);
+            *self.dropped.lock().unwrap_or_else(|e| e.into_inner()).entry(vcpu).or_default() += n;
         }
     }
 

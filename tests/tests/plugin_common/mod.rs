@@ -16,9 +16,16 @@ pub fn target_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
+/// Where cargo puts the plugin libraries it builds as dev-dependencies of this crate
+/// (always fresh when the tests run; `target/<profile>` itself holds them only after a
+/// `cargo build` of the plugin package).
+pub fn plugin_dir() -> PathBuf {
+    target_dir().join("deps")
+}
+
 /// The library of a workspace plugin crate (`lib` name `blockscope_<name>`).
 pub fn plugin_lib(name: &str) -> PathBuf {
-    let p = target_dir().join(format!("libblockscope_{name}.so"));
+    let p = plugin_dir().join(format!("libblockscope_{name}.so"));
     assert!(
         p.exists(),
         "{} is missing: build the workspace first (cargo build --workspace)",
@@ -42,7 +49,7 @@ pub fn specs(v: &[&str]) -> Vec<PluginSpec> {
 
 /// Load plugins given as `--plugin` values (names resolved in the target directory).
 pub fn load(v: &[&str]) -> Result<Plugins, blockscope::plugin::PluginError> {
-    Plugins::load(&specs(v), Some(&target_dir()), &[])
+    Plugins::load(&specs(v), Some(&plugin_dir()), &[])
 }
 
 /// A guest program in memory: code at `code`, 32 KiB of data at `data`, a stack.
