@@ -264,3 +264,24 @@ fn profile_reports_exclusive_inclusive_cost_and_the_call_graph() {
         assert!(s.starts_with("<?xml") && s.contains("<svg"), "flamegraph svg");
     }
 }
+
+#[test]
+fn the_shipped_plugins_are_listed_with_their_arguments() {
+    let text = blockscope::plugin::list_shipped(Some(&plugin_dir()), &[]);
+    for name in blockscope::plugin::SHIPPED {
+        assert!(
+            text.lines().any(|l| l.starts_with(name) && !l.contains("unavailable")),
+            "{name}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("count      instructions and blocks executed, per thread and total"),
+        "{text}"
+    );
+    assert!(text.contains("mode=tb"), "{text}");
+    assert!(text.contains("map_size=65536"), "{text}");
+    assert!(text.contains("i1=32768,8,64"), "{text}");
+    assert!(text.contains("flamegraph"), "{text}");
+    let missing = blockscope::plugin::list_shipped(Some(std::path::Path::new("/nonexistent")), &[]);
+    assert!(missing.starts_with("count      (unavailable: plugin `count` not found"), "{missing}");
+}
