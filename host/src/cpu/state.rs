@@ -267,6 +267,15 @@ pub struct CpuState {
     pub cpl: u8,
     /// Set by HLT until an interrupt arrives (system mode).
     pub halted: bool,
+    /// Engine data, not guest state: this vCPU's index, which plugin callbacks receive.
+    /// Set by `plugin::Plugins::vcpu_init`.
+    pub vcpu_index: u32,
+    /// Engine data, not guest state: this vCPU's plugin memory (scoreboards) as 64-bit
+    /// words, read and written by `Op::PluginLoad`/`Op::PluginStore`. Empty without
+    /// plugins. Set by `plugin::Plugins::vcpu_init` together with `plugin_mem_base`.
+    pub plugin_mem: &'static [std::sync::atomic::AtomicU64],
+    /// Engine data: the address of `plugin_mem[0]` (for the JIT), 0 when empty.
+    pub plugin_mem_base: u64,
 }
 
 impl Default for CpuState {
@@ -297,6 +306,9 @@ impl Default for CpuState {
             tsc_offset: 0,
             cpl: 3,
             halted: false,
+            vcpu_index: 0,
+            plugin_mem: &[],
+            plugin_mem_base: 0,
         };
         s.slots[slot::RFLAGS as usize] = rflags::FIXED1 | rflags::IF;
         s.slots[slot::MXCSR as usize] = 0x1f80;

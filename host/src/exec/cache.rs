@@ -5,6 +5,7 @@ use crate::cpu::Fault;
 use crate::frontend::{translate, Translated};
 use crate::ir::Block;
 use crate::mem::{page_floor, GuestMemory, PAGE_SIZE};
+use crate::plugin::Plugins;
 use iced_x86::Instruction;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -28,6 +29,8 @@ pub struct Tb {
 pub struct Engine {
     /// Configuration.
     pub config: Config,
+    /// The run's plugins (see `plugin`): they see and instrument every translated block.
+    pub plugins: Arc<Plugins>,
     tbs: RwLock<HashMap<u64, Arc<Tb>>>,
     /// page → pcs of TBs overlapping it.
     pages: Mutex<HashMap<u64, Vec<u64>>>,
@@ -40,8 +43,14 @@ pub struct Engine {
 impl Engine {
     /// A new engine.
     pub fn new(config: Config) -> Arc<Engine> {
+        Engine::with_plugins(config, Arc::new(Plugins::none()))
+    }
+
+    /// A new engine whose blocks are instrumented by `plugins`.
+    pub fn with_plugins(config: Config, plugins: Arc<Plugins>) -> Arc<Engine> {
         Arc::new(Engine {
             config,
+            plugins,
             tbs: RwLock::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -76,8 +85,14 @@ impl Engine {
         if let Some(tb) = self.get(pc) {
             return Ok(tb);
         }
-        let Translated { block, insns, unimplemented, depends_on } =
+        let Translated { mut block, insns, unimplemented, depends_on } =
             translate(pc, mem, self.config.max_block_insns, end_limit)?;
+        if !self.plugins.is_empty() {
+            let mut code = vec![0u8; block.end.saturating_sub(block.pc) as usize];
+            let n = mem.fetch_code(block.pc, &mut code).unwrap_or(0);
+            code.truncate(n);
+            self.plugins.on_translate(&mut block, &insns, &code);
+        }
         if self.config.trace_translate {
             trace(&block, &insns);
         }

@@ -49,7 +49,8 @@ pub struct Vcpu<M: GuestMemory> {
 
 impl<M: GuestMemory> Vcpu<M> {
     /// A vCPU over `cpu` and `mem`.
-    pub fn new(engine: Arc<Engine>, cpu: Box<CpuState>, mem: M) -> Vcpu<M> {
+    pub fn new(engine: Arc<Engine>, mut cpu: Box<CpuState>, mem: M) -> Vcpu<M> {
+        engine.plugins.vcpu_init(&mut cpu);
         let jc_gen = engine.generation();
         Vcpu {
             cpu,

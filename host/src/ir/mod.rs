@@ -18,10 +18,12 @@
 mod block;
 mod helper;
 mod op;
+mod plugin_call;
 mod print;
 mod verify;
 
 pub use block::{Block, InsnMeta, Term};
 pub use helper::{HelperCx, HelperDesc, HelperFn};
 pub use op::{AtomicOp, BinOp, Cond, Op, Slot, UnOp, Width};
+pub use plugin_call::{PluginCall, PluginFn, PluginSite};
 pub use verify::{verify, VerifyError};

@@ -1,6 +1,7 @@
 //! IR operations.
 
 use super::helper::HelperDesc;
+use super::plugin_call::PluginCall;
 pub use crate::cpu::Width;
 use crate::cpu::{Fault, GUEST_SLOTS};
 
@@ -309,6 +310,47 @@ pub enum Op {
         /// Guest pc of the target.
         target: u64,
     },
+    /// Call a plugin callback, `(call.func)(&call.site, cpu.vcpu_index, args..)` with
+    /// unused arguments 0, only when `cond` is absent or non-zero. Never faults; reads and
+    /// writes no guest state (so the JIT need not write back or reload guest slots).
+    CallPlugin {
+        /// The call site.
+        call: &'static PluginCall,
+        /// Arguments (`nargs` of them are used).
+        args: [Slot; 4],
+        /// Number of arguments used.
+        nargs: u8,
+        /// Condition, if any.
+        cond: Option<Slot>,
+    },
+    /// `dst = zext(pmem[off + (idx & mask) * w.bytes()])`: a load from the running vCPU's
+    /// plugin memory (`CpuState::plugin_mem`, little-endian bytes). `idx` absent means 0.
+    /// The plugin module guarantees the access is in bounds and `off` is aligned to `w`.
+    PluginLoad {
+        /// Width.
+        w: Width,
+        /// Destination.
+        dst: Slot,
+        /// Byte offset.
+        off: u32,
+        /// Dynamic entry index, if any.
+        idx: Option<Slot>,
+        /// Mask applied to the index (a power of two minus one).
+        mask: u32,
+    },
+    /// `pmem[off + (idx & mask) * w.bytes()] = val` (low `w` bytes); see `PluginLoad`.
+    PluginStore {
+        /// Width.
+        w: Width,
+        /// Value.
+        val: Slot,
+        /// Byte offset.
+        off: u32,
+        /// Dynamic entry index, if any.
+        idx: Option<Slot>,
+        /// Mask applied to the index.
+        mask: u32,
+    },
 }
 
 impl Op {
@@ -325,9 +367,14 @@ impl Op {
             | Op::Select { dst, .. }
             | Op::Load { dst, .. }
             | Op::AtomicRmw { dst, .. }
-            | Op::AtomicCas { dst, .. } => Some(dst),
+            | Op::AtomicCas { dst, .. }
+            | Op::PluginLoad { dst, .. } => Some(dst),
             Op::Helper { dst, .. } => dst,
-            Op::Store { .. } | Op::FaultIf { .. } | Op::ExitIf { .. } => None,
+            Op::Store { .. }
+            | Op::FaultIf { .. }
+            | Op::ExitIf { .. }
+            | Op::CallPlugin { .. }
+            | Op::PluginStore { .. } => None,
         }
     }
 
@@ -362,6 +409,23 @@ impl Op {
             }
             Op::Helper { args, nargs, .. } => args[..nargs as usize].iter().for_each(|&s| f(s)),
             Op::FaultIf { c, .. } | Op::ExitIf { c, .. } => f(c),
+            Op::CallPlugin { args, nargs, cond, .. } => {
+                args[..nargs as usize].iter().for_each(|&s| f(s));
+                if let Some(c) = cond {
+                    f(c)
+                }
+            }
+            Op::PluginLoad { idx, .. } => {
+                if let Some(i) = idx {
+                    f(i)
+                }
+            }
+            Op::PluginStore { val, idx, .. } => {
+                f(val);
+                if let Some(i) = idx {
+                    f(i)
+                }
+            }
         }
     }
 

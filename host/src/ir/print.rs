@@ -61,6 +61,34 @@ impl fmt::Display for Op {
             }
             Op::FaultIf { c, fault } => write!(f, "fault_if {c}, {fault:?}"),
             Op::ExitIf { c, target } => write!(f, "exit_if {c}, {target:#x}"),
+            Op::CallPlugin { call, args, nargs, cond } => {
+                write!(f, "call_plugin {}:{:#x}(", call.plugin, call.site.udata)?;
+                for (i, a) in args[..nargs as usize].iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")?;
+                if let Some(c) = cond {
+                    write!(f, " if {c}")?;
+                }
+                Ok(())
+            }
+            Op::PluginLoad { w, dst, off, idx, mask } => {
+                write!(f, "{dst} = pload.{} [pmem+{off:#x}", w.suffix())?;
+                if let Some(i) = idx {
+                    write!(f, " + ({i} & {mask:#x})*{}", w.bytes())?;
+                }
+                f.write_str("]")
+            }
+            Op::PluginStore { w, val, off, idx, mask } => {
+                write!(f, "pstore.{} [pmem+{off:#x}", w.suffix())?;
+                if let Some(i) = idx {
+                    write!(f, " + ({i} & {mask:#x})*{}", w.bytes())?;
+                }
+                write!(f, "], {val}")
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! ordered. It runs on every block in debug builds and on every block a plugin changed.
 
 use super::block::{Block, Term};
+use super::op::Op;
 use crate::cpu::{GUEST_SLOTS, MAX_TEMPS};
 use thiserror::Error;
 
@@ -30,6 +31,10 @@ pub enum VerifyError {
     /// Instruction metadata out of order.
     #[error("instruction metadata out of order at entry {0}")]
     BadInsnMeta(usize),
+    /// A plugin-memory access whose offset is not aligned to its width, or whose index
+    /// mask is not a power of two minus one.
+    #[error("op {0}: misaligned plugin memory access")]
+    BadPluginAccess(usize),
 }
 
 /// Check a block.
@@ -54,6 +59,11 @@ pub fn verify(b: &Block) -> Result<(), VerifyError> {
         Ok(())
     };
     for (i, op) in b.ops.iter().enumerate() {
+        if let Op::PluginLoad { w, off, mask, .. } | Op::PluginStore { w, off, mask, .. } = *op {
+            if !(off as usize).is_multiple_of(w.bytes()) || (mask as u64 + 1).count_ones() != 1 {
+                return Err(VerifyError::BadPluginAccess(i));
+            }
+        }
         let mut err = Ok(());
         op.for_each_src(|s| {
             if err.is_ok() {

@@ -9,6 +9,7 @@ use crate::backend::BlockExit;
 use crate::cpu::{CpuState, Fault, Width, SLOT_MASK};
 use crate::ir::{BinOp, Block, HelperCx, Op, Term, UnOp};
 use crate::mem::{GuestMemory, RmwOp};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Evaluate a binary op at width `w`.
 #[inline]
@@ -105,6 +106,24 @@ fn rmw_op(op: crate::ir::AtomicOp) -> RmwOp {
     }
 }
 
+/// Read `w` bytes at byte offset `at` of plugin memory (little-endian words). The plugin
+/// module keeps accesses in bounds and aligned; an access outside reads 0.
+fn pmem_load(m: &[AtomicU64], at: usize, w: Width) -> u64 {
+    let word = m.get(at / 8).map_or(0, |a| a.load(Ordering::Relaxed));
+    (word >> ((at % 8) * 8)) & w.mask()
+}
+
+/// Write the low `w` bytes of `v` at byte offset `at` of plugin memory. Only the owning
+/// vCPU writes its plugin memory, so a narrow store may read-modify-write the word.
+fn pmem_store(m: &[AtomicU64], at: usize, w: Width, v: u64) {
+    if let Some(a) = m.get(at / 8) {
+        let sh = (at % 8) * 8;
+        let mask = w.mask() << sh;
+        let old = a.load(Ordering::Relaxed);
+        a.store((old & !mask) | ((v << sh) & mask), Ordering::Relaxed);
+    }
+}
+
 enum Stop {
     Done,
     Fault(usize, Fault),
@@ -189,6 +208,23 @@ fn exec_ops(ops: &[Op], base: usize, cpu: &mut CpuState, mem: &mut dyn GuestMemo
                 if s!(c) != 0 {
                     return Stop::Exit(target);
                 }
+            }
+            Op::CallPlugin { call, args, nargs, cond } => {
+                if cond.is_none_or(|c| s!(c) != 0) {
+                    let mut a = [0u64; 4];
+                    for k in 0..nargs as usize {
+                        a[k] = s!(args[k]);
+                    }
+                    (call.func)(&call.site, cpu.vcpu_index, a[0], a[1], a[2], a[3]);
+                }
+            }
+            Op::PluginLoad { w, dst, off, idx, mask } => {
+                let i = idx.map_or(0, |i| s!(i) & mask as u64) as usize;
+                s!(dst) = pmem_load(cpu.plugin_mem, off as usize + i * w.bytes(), w);
+            }
+            Op::PluginStore { w, val, off, idx, mask } => {
+                let i = idx.map_or(0, |i| s!(i) & mask as u64) as usize;
+                pmem_store(cpu.plugin_mem, off as usize + i * w.bytes(), w, s!(val));
             }
         }
     }

@@ -1,0 +1,220 @@
+//! `count`: instructions and blocks executed, per thread and in total, with inline
+//! counters only (no callbacks), so the JIT turns each counter into a load, an add and a
+//! store.
+//!
+//! Counting conventions (arguments):
+//! - `mode=tb` (default): at block entry, add the block's instruction count. A block left
+//!   early (a fault, a LOCK retry, a store into its own code) over-counts the instructions
+//!   it skipped; normal programs leave blocks early only at a fault that ends them.
+//!   `mode=insn` adds 1 before every instruction: exact in every case, a little slower.
+//! - `rep=once` (default, like QEMU): a REP-prefixed string instruction counts once however
+//!   many iterations it runs. `rep=iterations` counts it like Valgrind (whose `Ir` is what
+//!   callgrind and cachegrind report): once per iteration plus the final test of the count
+//!   register, i.e. `1 + (rcx before - rcx after)`.
+//!
+//! - `exit_block=count` (default): the instructions of the block in which a thread exits
+//!   (the one ending in `exit`/`exit_group`) are counted. `exit_block=drop` leaves them out,
+//!   as callgrind does: it charges a block's instructions when the block is left, and a
+//!   block left by ending the process never is. With `exit_block=drop rep=iterations` the
+//!   total equals callgrind's `Ir` for the same run.
+//!
+//! Output (`out=FILE`, default stderr), one line per thread then the total:
+//! `thread N: insns=I blocks=B` and `total: insns=I blocks=B threads=T`.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use blockscope_plugin_api::{
+    abi::ArgSpec, declare_plugin, Args, BinOp, Host, Injector, Plugin, Reg, Scoreboard, TbView,
+};
+
+const INSNS: u32 = 0;
+const BLOCKS: u32 = 1;
+/// rcx before the last REP instruction (rep=iterations).
+const REP_RCX: u32 = 2;
+/// 1 while a REP instruction's iterations are still to be added.
+const REP_PENDING: u32 = 3;
+/// Instructions of the block being executed (for exit_block=drop).
+const LAST_LEN: u32 = 4;
+const SYS_EXIT: u64 = 60;
+const SYS_EXIT_GROUP: u64 = 231;
+
+/// The plugin.
+pub struct Count {
+    host: Host,
+    sb: Scoreboard,
+    per_insn: bool,
+    rep_iterations: bool,
+    drop_exit_block: bool,
+    /// Instructions not to count, by vCPU (exit_block=drop).
+    dropped: Mutex<HashMap<u32, u64>>,
+    out: Option<String>,
+}
+
+fn is_rep_string(bytes: &[u8], mnemonic: &str) -> bool {
+    let string = matches!(
+        mnemonic,
+        "movsb"
+            | "movsw"
+            | "movsd"
+            | "movsq"
+            | "stosb"
+            | "stosw"
+            | "stosd"
+            | "stosq"
+            | "lodsb"
+            | "lodsw"
+            | "lodsd"
+            | "lodsq"
+            | "cmpsb"
+            | "cmpsw"
+            | "cmpsd"
+            | "cmpsq"
+            | "scasb"
+            | "scasw"
+            | "scasd"
+            | "scasq"
+            | "insb"
+            | "insw"
+            | "insd"
+            | "outsb"
+            | "outsw"
+            | "outsd"
+    );
+    let prefix = bytes.iter().take_while(|&&b| {
+        matches!(
+            b,
+            0x66 | 0x67 | 0xf2 | 0xf3 | 0x2e | 0x3e | 0x26 | 0x64 | 0x65 | 0x36 | 0x40..=0x4f
+        )
+    });
+    string && prefix.clone().any(|&b| b == 0xf2 || b == 0xf3)
+}
+
+impl Count {
+    /// Add `saved rcx - rcx` to the instruction count if a REP instruction is pending.
+    fn settle_rep(&self, e: &mut blockscope_plugin_api::Emit<'_, '_, Self>) {
+        let pending = e.sb_load(&self.sb, REP_PENDING, None);
+        let saved = e.sb_load(&self.sb, REP_RCX, None);
+        let rcx = e.reg(Reg::RCX);
+        let diff = e.bin(BinOp::Sub, saved, rcx);
+        let zero = e.constant(0);
+        let add = e.select(pending, diff, zero);
+        e.sb_add_value(&self.sb, INSNS, None, add);
+        e.sb_store(&self.sb, REP_PENDING, None, zero);
+    }
+
+    fn totals(&self, vcpu: u32) -> (u64, u64) {
+        let dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner()).get(&vcpu).copied();
+        (self.sb.read(vcpu, INSNS) - dropped.unwrap_or(0), self.sb.read(vcpu, BLOCKS))
+    }
+}
+
+impl Plugin for Count {
+    const NAME: &'static str = "count";
+    const DESCRIPTION: &'static str =
+        "instructions and blocks executed, per thread and total (inline counters)";
+    const ARGS: &'static [ArgSpec] = &[
+        ArgSpec::new("mode", "tb", "tb: add per block (fast); insn: add per instruction (exact)"),
+        ArgSpec::new("rep", "once", "once: a REP instruction counts 1; iterations: as Valgrind"),
+        ArgSpec::new("exit_block", "count", "count, or drop the exiting block (as callgrind)"),
+        ArgSpec::new("out", "", "write the counts to this file (default: stderr)"),
+    ];
+
+    fn install(host: Host, args: &Args) -> Result<Self, String> {
+        let per_insn = match args.get("mode").unwrap_or("tb") {
+            "tb" => false,
+            "insn" => true,
+            m => return Err(format!("mode must be tb or insn, not `{m}`")),
+        };
+        let rep_iterations = match args.get("rep").unwrap_or("once") {
+            "once" => false,
+            "iterations" => true,
+            m => return Err(format!("rep must be once or iterations, not `{m}`")),
+        };
+        let drop_exit_block = match args.get("exit_block").unwrap_or("count") {
+            "count" => false,
+            "drop" => true,
+            m => return Err(format!("exit_block must be count or drop, not `{m}`")),
+        };
+        Ok(Count {
+            host,
+            sb: host.scoreboard(8, 5)?,
+            per_insn,
+            rep_iterations,
+            drop_exit_block,
+            dropped: Mutex::new(HashMap::new()),
+            out: args.get("out").map(str::to_string),
+        })
+    }
+
+    fn translate(&self, tb: &TbView<'_>, inj: &mut Injector<'_, Self>) {
+        {
+            let mut e = inj.block_entry();
+            e.sb_add(&self.sb, BLOCKS, None, 1);
+            if !self.per_insn {
+                e.sb_add(&self.sb, INSNS, None, tb.len() as u64);
+            }
+            if self.rep_iterations {
+                self.settle_rep(&mut e);
+            }
+            if self.drop_exit_block {
+                let n = e.constant(tb.len() as u64);
+                e.sb_store(&self.sb, LAST_LEN, None, n);
+            }
+        }
+        for insn in tb.insns() {
+            let k = insn.index();
+            let rep = self.rep_iterations && is_rep_string(insn.bytes(), insn.mnemonic());
+            let prev_rep = self.rep_iterations
+                && k > 0
+                && is_rep_string(tb.insn(k - 1).bytes(), tb.insn(k - 1).mnemonic());
+            if !self.per_insn && !rep && !prev_rep {
+                continue;
+            }
+            let mut e = inj.before(k);
+            if self.per_insn {
+                e.sb_add(&self.sb, INSNS, None, 1);
+            }
+            if prev_rep {
+                self.settle_rep(&mut e);
+            }
+            if rep {
+                let rcx = e.reg(Reg::RCX);
+                e.sb_store(&self.sb, REP_RCX, None, rcx);
+                let one = e.constant(1);
+                e.sb_store(&self.sb, REP_PENDING, None, one);
+            }
+        }
+    }
+
+    fn syscall(&self, vcpu: u32, nr: u64, _args: &[u64; 6]) {
+        if self.drop_exit_block && (nr == SYS_EXIT || nr == SYS_EXIT_GROUP) {
+            let n = self.sb.read(vcpu, LAST_LEN);
+            *self.dropped.lock().unwrap_or_else(|e| e.into_inner()).entry(vcpu).or_default() += n;
+        }
+    }
+
+    fn exit(&self) {
+        let mut text = String::new();
+        let (mut ti, mut tb) = (0u64, 0u64);
+        let n = self.host.vcpu_count();
+        for v in 0..n {
+            let (i, b) = self.totals(v);
+            ti += i;
+            tb += b;
+            text.push_str(&format!("thread {v}: insns={i} blocks={b}\n"));
+        }
+        text.push_str(&format!("total: insns={ti} blocks={tb} threads={n}\n"));
+        match &self.out {
+            Some(p) => {
+                if let Err(e) = std::fs::write(p, &text) {
+                    self.host.error(&format!("cannot write {p}: {e}"));
+                }
+            }
+            None => eprint!("{text}"),
+        }
+    }
+}
+
+declare_plugin!(Count);
