@@ -4,7 +4,7 @@
 //! program headers; nothing else is needed to run a program). `PT_LOAD` segments are
 //! mapped with the host `mmap` (file-backed `MAP_PRIVATE|MAP_FIXED` for the file part,
 //! anonymous for the rest of the bss), the tail of the last file page past `p_filesz` is
-//! zeroed, and every segment is recorded with its guest protection in `DirectShared`.
+//! zeroed up to the page end when the segment has a bss (as the kernel's `padzero`), and every segment is recorded with its guest protection in `DirectShared`.
 //! The host mapping gets no `PROT_EXEC`: guest execute permission is tracked by
 //! `DirectShared` (instruction fetch checks it); an executable segment is host-readable.
 //!
@@ -361,7 +361,9 @@ pub fn load_image(path: &Path, shared: &Arc<DirectShared>, main: bool) -> Result
             sys::mmap(page, len, p, libc::MAP_PRIVATE | libc::MAP_FIXED, fd, off)
                 .map_err(|e| map_err(page, e))?;
             if needs_zero {
-                let zeros = vec![0u8; (page_ceil(file_end).min(mem_end) - file_end) as usize];
+                // Like the kernel's padzero: to the end of the page, not just to p_memsz
+                // (ld.so's early allocator uses the rest of its last bss page).
+                let zeros = vec![0u8; (page_ceil(file_end) - file_end) as usize];
                 mem.write_bytes(file_end, &zeros)
                     .map_err(|f| LoadError::Malformed(format!("zeroing bss: {f}")))?;
                 if p != hprot {

@@ -229,6 +229,19 @@ pub fn run(config: Config, launch: &Launch) -> Result<std::convert::Infallible, 
         main_tid: AtomicI32::new(sys::gettid()),
     });
     proc.actions.apply_all();
+    if proc.config.strace {
+        let interp = match &loaded.interp {
+            Some(i) => format!(", interpreter at {:#x}", i.bias),
+            None => String::new(),
+        };
+        proc.strace_line(&format!(
+            "--- {} loaded at {:#x}{interp}, start {:#x}, stack {:#x}, brk {brk:#x} ---",
+            exe_path.display(),
+            loaded.main.bias,
+            loaded.start(),
+            built.sp
+        ));
+    }
     let mut t = Thread::new(proc, cpu, initial_mask);
     let code = t.run();
     thread_exit(t, code);
