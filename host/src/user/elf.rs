@@ -469,6 +469,49 @@ mod tests {
         assert!(check_ident(&h).is_ok());
     }
 
+    /// A one-segment ET_DYN file: RW, p_filesz 0x100, p_memsz 0x200, the whole first page
+    /// of the file filled with 0xaa.
+    fn tiny_elf() -> Vec<u8> {
+        let mut f = vec![0xaau8; 4096];
+        f[..64].fill(0);
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[6] = 1;
+        f[16..18].copy_from_slice(&ET_DYN.to_le_bytes());
+        f[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+        f[24..32].copy_from_slice(&0x80u64.to_le_bytes()); // e_entry
+        f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        f[54..56].copy_from_slice(&56u16.to_le_bytes());
+        f[56..58].copy_from_slice(&1u16.to_le_bytes());
+        let ph = &mut f[64..120];
+        ph.fill(0);
+        ph[0..4].copy_from_slice(&PT_LOAD.to_le_bytes());
+        ph[4..8].copy_from_slice(&(PF_R | PF_W).to_le_bytes());
+        ph[32..40].copy_from_slice(&0x100u64.to_le_bytes()); // p_filesz
+        ph[40..48].copy_from_slice(&0x200u64.to_le_bytes()); // p_memsz
+        f
+    }
+
+    #[test]
+    fn bss_page_is_zeroed_to_its_end() {
+        let path = std::env::temp_dir().join(format!("bs-elf-test-{}", std::process::id()));
+        std::fs::write(&path, tiny_elf()).unwrap();
+        let shared = DirectShared::new();
+        let img = load_image(&path, &shared, false).expect("load");
+        let _ = std::fs::remove_file(&path);
+        let mut mem = Direct::new(shared.clone());
+        let mut page = vec![0u8; 4096];
+        mem.read_bytes(img.bias, &mut page).unwrap();
+        assert_eq!(&page[..4], b"\x7fELF");
+        assert_eq!(page[0xff], 0xaa, "file bytes up to p_filesz");
+        assert!(page[0x100..].iter().all(|b| *b == 0), "zero from p_filesz to the page end");
+        assert_eq!(img.entry, img.bias + 0x80);
+        assert_eq!(img.phdr, img.bias + 64);
+        assert_eq!(shared.prot_of(img.bias), Some(Prot(Prot::READ | Prot::WRITE)));
+        assert_eq!(img.end, img.bias + 4096);
+    }
+
     #[test]
     fn host_prot_drops_exec() {
         assert_eq!(host_prot(Prot::EXEC), libc::PROT_READ);
