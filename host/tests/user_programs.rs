@@ -97,3 +97,8 @@ fn self_modifying_code() {
 fn proc_self_exe() {
     check("selfexe", &[], &[]);
 }
+
+#[test]
+fn signals_and_threads() {
+    check("threadsig", &[], &[]);
+}
