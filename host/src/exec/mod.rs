@@ -7,7 +7,8 @@
 //! makes every vCPU drop its private jump cache before its next lookup. `Vcpu` owns a
 //! guest CPU state, a memory handle and a direct-mapped pc → TB jump cache, and runs
 //! blocks until something the environment must handle: a syscall, a fault, HLT, or an
-//! interrupt request (a pending signal).
+//! interrupt request (a pending signal). Tier-up to the JIT, chaining of compiled blocks
+//! and hot regions live in `tier.rs`.
 
 mod cache;
 mod run;
