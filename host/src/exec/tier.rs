@@ -280,6 +280,7 @@ fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAcc
     let code = match jit.compile_region(&blocks, direct) {
         Ok(c) => Arc::new(c),
         Err(e) => {
+            debug_assert!(!matches!(e, JitError::Codegen { .. }), "{e}");
             if engine.config.trace_translate {
                 eprintln!("---- JIT region {:#x}: not compiled: {e}", head.block.pc);
             }
@@ -408,6 +409,9 @@ fn compile(engine: &Arc<Engine>, tb: &Arc<Tb>, direct: Option<DirectAccessors>) 
             tb.jit.state.store(FAILED, Ordering::Relaxed);
         }
         Err(e) => {
+            // Cranelift rejecting what we generated is a lowering bug: loud in test and
+            // debug builds; in release the block just stays interpreted.
+            debug_assert!(!matches!(e, JitError::Codegen { .. }), "{e}");
             if engine.config.trace_translate {
                 eprintln!("---- JIT {:#x}: not compiled: {e}", tb.block.pc);
             }
