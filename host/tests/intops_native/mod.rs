@@ -618,10 +618,15 @@ impl Bench {
             if tested == Some(k) {
                 insn_pc = pc;
             }
-            let n = enc.encode(i, pc).ok()?;
+            let mut i = *i;
+            if i.code() == Code::Jmp_rel8_64 {
+                // A jump to the next instruction: ends the block, falls through.
+                i.set_near_branch64(pc + 2);
+            }
+            let n = enc.encode(&i, pc).ok()?;
             bytes.extend_from_slice(&enc.take_buffer());
             pc += n as u64;
-            text.push(disasm(i));
+            text.push(disasm(&i));
         }
         bytes.push(0xc3);
         assert!(bytes.len() as u64 <= SLOT, "snippet too long");
@@ -777,6 +782,43 @@ impl Bench {
     fn fail(&mut self, msg: String) {
         if self.failures.len() < 12 {
             self.failures.push(msg);
+        }
+    }
+
+    /// Run a fixed instruction sequence on `cases` random inputs (shaped by `hook`) and
+    /// compare GPRs and the flags in `flag_mask`. With `fault_at = Some(k)`, instruction
+    /// `k` must raise #DE in the emulator, with the state the host reaches after the
+    /// instructions before it.
+    pub fn check_sequence(
+        &mut self,
+        seq: &[Instruction],
+        fault_at: Option<usize>,
+        flag_mask: u64,
+        cases: usize,
+        hook: &dyn Fn(&mut Rng, &mut Case),
+    ) {
+        let area = self.shared.mmap_anon(0, CODE_LEN, Prot(7), false).expect("map code area");
+        let full = self.place(area, seq, fault_at).expect("encode sequence");
+        let pre = self.place(area + SLOT, &seq[..fault_at.unwrap_or(0)], None).expect("encode");
+        let v = Variant { insn: seq[fault_at.unwrap_or(0)], full, pre, flag_mask };
+        for _ in 0..cases {
+            let mut regs = [0u64; 16];
+            for r in regs.iter_mut() {
+                *r = self.rng.value();
+            }
+            let mut c = Case { regs, flags: self.rng.next() & rflags::ARITH, mem: None };
+            hook(&mut self.rng, &mut c);
+            let want = self.run_native(if fault_at.is_some() { &v.pre } else { &v.full }, &c);
+            for tier in [Tier::Interp, Tier::Jit] {
+                let got = self.run_emu(&v.full, &c, tier);
+                if let Some(msg) = compare(&want, &got, &v, &c, fault_at.is_some(), tier) {
+                    self.fail(msg);
+                }
+            }
+            self.stats.2 += 1;
+        }
+        if !self.failures.is_empty() {
+            panic!("{} mismatch(es):\n{}", self.failures.len(), self.failures.join("\n"));
         }
     }
 
