@@ -720,11 +720,7 @@ impl Bench {
             let undefined = iced_to_rflags(insn.rflags_undefined());
             let free: Vec<usize> =
                 (0..16).filter(|n| ![0, 1, 2, RSP, RDI].contains(n) && !used.contains(n)).collect();
-            // Distinct prefix registers: `add r, r` with the same register is a different
-            // lifter path (and is not what these tests are about).
-            let ra = self.rng.pick(&free);
-            let rest: Vec<usize> = free.iter().copied().filter(|&r| r != ra).collect();
-            let (rb, rc) = (self.rng.pick(&rest), self.rng.pick(&free));
+            let (ra, rb, rc) = (self.rng.pick(&free), self.rng.pick(&free), self.rng.pick(&free));
             let pre = match self.rng.below(6) {
                 0 => None,
                 1 => Instruction::with2(Code::Cmp_rm64_r64, GPR64[ra], GPR64[rb]).ok(),
