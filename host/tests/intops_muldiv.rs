@@ -164,3 +164,18 @@ fn div_fault_predictor_matches_the_sdm() {
     c.regs[1] = 1;
     assert!(!div_faults(&idiv_ecx, &c));
 }
+
+/// A #DE sees the flags of the previous block even though a later instruction would
+/// overwrite them (successor lookahead must count DIV as reading every flag).
+#[test]
+fn divide_error_sees_flags_from_the_previous_block() {
+    use iced_x86::{Code, Register as Rg};
+    let seq = [
+        Instruction::with2(Code::Cmp_rm64_r64, Rg::R8, Rg::R9).unwrap(),
+        Instruction::with_branch(Code::Jmp_rel8_64, 0).unwrap(),
+        Instruction::with1(Code::Div_rm64, Rg::RCX).unwrap(),
+        Instruction::with2(Code::Sub_rm32_r32, Rg::EBX, Rg::EBX).unwrap(),
+    ];
+    let mut b = Bench::new(0xde);
+    b.check_sequence(&seq, Some(2), blockscope::cpu::rflags::ARITH, 600, &|_, c| c.regs[1] = 0);
+}

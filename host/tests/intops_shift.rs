@@ -121,3 +121,30 @@ fn sarx() {
 fn rorx() {
     run(Mnemonic::Rorx, &Opts::default());
 }
+
+/// A shift by CL = 0 at the start of a block keeps the flags of the previous block: the
+/// previous block must produce them (successor lookahead must not count the shift as a
+/// flag writer).
+#[test]
+fn cl_shift_by_zero_keeps_flags_across_blocks() {
+    use iced_x86::{Code, Register as Rg};
+    let seq = [
+        Instruction::with2(Code::Cmp_rm64_r64, Rg::R8, Rg::R9).unwrap(),
+        Instruction::with_branch(Code::Jmp_rel8_64, 0).unwrap(),
+        Instruction::with2(Code::Shl_rm64_CL, Rg::RDX, Rg::CL).unwrap(),
+        Instruction::with1(Code::Sete_rm8, Rg::AL).unwrap(),
+        Instruction::with1(Code::Setb_rm8, Rg::BL).unwrap(),
+        Instruction::with1(Code::Sets_rm8, Rg::SIL).unwrap(),
+    ];
+    let mut b = Bench::new(0xc1);
+    let f = blockscope::cpu::rflags::ARITH
+        & !(blockscope::cpu::rflags::OF | blockscope::cpu::rflags::AF);
+    b.check_sequence(&seq, None, f, 600, &|rng, c| {
+        if rng.below(2) == 0 {
+            c.regs[1] &= !0x3f;
+        }
+        if rng.below(3) == 0 {
+            c.regs[9] = c.regs[8];
+        }
+    });
+}

@@ -15,5 +15,5 @@ mod run;
 mod tier;
 
 pub use cache::{Engine, Tb};
-pub use run::{run_snippet, Exit, SnippetExit, Vcpu};
+pub use run::{run_snippet, run_snippet_on, Exit, SnippetExit, Vcpu};
 pub use tier::{EngineJit, TbJit};

@@ -140,7 +140,19 @@ pub fn run_snippet<M: GuestMemory>(
     tier: Tier,
 ) -> SnippetExit {
     let engine = Engine::new(Config { tier, ..Config::default() });
-    let mut v = Vcpu::new(engine, Box::new(cpu.clone()), &mut *mem);
+    run_snippet_on(&engine, cpu, mem, stop_pc)
+}
+
+/// `run_snippet` on a caller-owned engine: its TB cache and compiled code are reused
+/// across calls (tests that run one snippet on many inputs compile it once). The caller
+/// must not change the code between calls without invalidating it.
+pub fn run_snippet_on<M: GuestMemory>(
+    engine: &Arc<Engine>,
+    cpu: &mut CpuState,
+    mem: &mut M,
+    stop_pc: u64,
+) -> SnippetExit {
+    let mut v = Vcpu::new(engine.clone(), Box::new(cpu.clone()), &mut *mem);
     let r = v.run_inner(stop_pc);
     *cpu = (*v.cpu).clone();
     match r {

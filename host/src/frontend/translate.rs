@@ -139,8 +139,12 @@ fn lookahead(pc: u64, mem: &mut dyn GuestMemory, deps: &mut Vec<(u64, u64)>) -> 
         {
             break;
         }
-        live |= i.rflags_read() & !written;
-        written |= i.rflags_modified();
+        // As in `flag_liveness`: DIV/IDIV see every flag, a CL shift writes none for sure.
+        let seen = if super::muldiv::fault_sees_flags(&i) { STATUS } else { 0 };
+        live |= (i.rflags_read() | seen) & !written;
+        if !super::shift::may_keep_flags(&i) {
+            written |= i.rflags_modified();
+        }
         if written & STATUS == STATUS {
             return live & STATUS;
         }

@@ -1,6 +1,6 @@
 //! Differential-test support for the integer-op families (shift, muldiv, bit): every
 //! 64-bit-mode form (`iced_x86::Code`) of a mnemonic is encoded with iced, run on the host
-//! CPU and in blockscope (`run_snippet`, interpreter and JIT tiers) over the same guest
+//! CPU and in blockscope (`run_snippet_on`, interpreter and JIT tiers) over the same guest
 //! memory, and the GPRs, the defined arithmetic flags (undefined ones masked with iced's
 //! `rflags_undefined()`) and the data memory are compared.
 //!
@@ -26,9 +26,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of this module")]
 
-use blockscope::config::Tier;
+use blockscope::config::{Config, Tier};
 use blockscope::cpu::{rflags, CpuState};
-use blockscope::exec::{run_snippet, SnippetExit};
+use blockscope::exec::{run_snippet_on, Engine, SnippetExit};
 use blockscope::frontend::{full_rflags, set_full_rflags};
 use blockscope::mem::{Direct, DirectShared, Prot};
 use iced_x86::{
@@ -382,6 +382,22 @@ pub struct Opts<'a> {
     pub lock: bool,
 }
 
+/// The JIT tier really ran compiled code for every case (no silent interpreter fallback).
+fn check_jit_ran(engines: &[(Tier, Arc<Engine>); 2], cases: usize, what: &str) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let j = &engines[1].1.jit;
+    let (entries, failed) = (j.entries.load(Relaxed), j.failed.load(Relaxed));
+    assert!(
+        failed == 0 && entries >= cases as u64,
+        "{what}: JIT tier compiled-code entries {entries} for {cases} cases, {failed} blocks failed to compile"
+    );
+}
+
+/// A fresh engine per tier.
+fn engines() -> [(Tier, Arc<Engine>); 2] {
+    [Tier::Interp, Tier::Jit].map(|tier| (tier, Engine::new(Config { tier, ..Config::default() })))
+}
+
 fn no_hook(_: &Instruction, _: &mut Rng, _: &mut Case) {}
 fn no_imm(_: &mut Rng, _: &Instruction, _: u32) -> Option<u64> {
     None
@@ -583,8 +599,9 @@ impl Bench {
         }
     }
 
-    /// Run a snippet in blockscope.
-    pub fn run_emu(&mut self, s: &Snippet, c: &Case, tier: Tier) -> Outcome {
+    /// Run a snippet in blockscope on `engine` (one per form and tier: translations and
+    /// compiled code are reused across the form's cases).
+    pub fn run_emu(&mut self, s: &Snippet, c: &Case, engine: &Arc<Engine>) -> Outcome {
         if let Some(m) = &c.mem {
             self.write_data(m);
         }
@@ -594,7 +611,7 @@ impl Bench {
         }
         set_full_rflags(&mut cpu, (c.flags & rflags::ARITH) | rflags::FIXED1 | rflags::IF);
         cpu.set_rip(s.start);
-        let exit = run_snippet(&mut cpu, &mut self.mem, s.stop, tier);
+        let exit = run_snippet_on(engine, &mut cpu, &mut self.mem, s.stop);
         let mut regs = [0u64; 16];
         for (n, r) in regs.iter_mut().enumerate() {
             *r = cpu.gpr(n);
@@ -618,10 +635,15 @@ impl Bench {
             if tested == Some(k) {
                 insn_pc = pc;
             }
-            let n = enc.encode(i, pc).ok()?;
+            let mut i = *i;
+            if i.code() == Code::Jmp_rel8_64 {
+                // A jump to the next instruction: ends the block, falls through.
+                i.set_near_branch64(pc + 2);
+            }
+            let n = enc.encode(&i, pc).ok()?;
             bytes.extend_from_slice(&enc.take_buffer());
             pc += n as u64;
-            text.push(disasm(i));
+            text.push(disasm(&i));
         }
         bytes.push(0xc3);
         assert!(bytes.len() as u64 <= SLOT, "snippet too long");
@@ -715,11 +737,7 @@ impl Bench {
             let undefined = iced_to_rflags(insn.rflags_undefined());
             let free: Vec<usize> =
                 (0..16).filter(|n| ![0, 1, 2, RSP, RDI].contains(n) && !used.contains(n)).collect();
-            // Distinct prefix registers: `add r, r` with the same register is a different
-            // lifter path (and is not what these tests are about).
-            let ra = self.rng.pick(&free);
-            let rest: Vec<usize> = free.iter().copied().filter(|&r| r != ra).collect();
-            let (rb, rc) = (self.rng.pick(&rest), self.rng.pick(&free));
+            let (ra, rb, rc) = (self.rng.pick(&free), self.rng.pick(&free), self.rng.pick(&free));
             let pre = match self.rng.below(6) {
                 0 => None,
                 1 => Instruction::with2(Code::Cmp_rm64_r64, GPR64[ra], GPR64[rb]).ok(),
@@ -780,6 +798,45 @@ impl Bench {
         }
     }
 
+    /// Run a fixed instruction sequence on `cases` random inputs (shaped by `hook`) and
+    /// compare GPRs and the flags in `flag_mask`. With `fault_at = Some(k)`, instruction
+    /// `k` must raise #DE in the emulator, with the state the host reaches after the
+    /// instructions before it.
+    pub fn check_sequence(
+        &mut self,
+        seq: &[Instruction],
+        fault_at: Option<usize>,
+        flag_mask: u64,
+        cases: usize,
+        hook: &dyn Fn(&mut Rng, &mut Case),
+    ) {
+        let area = self.shared.mmap_anon(0, CODE_LEN, Prot(7), false).expect("map code area");
+        let full = self.place(area, seq, fault_at).expect("encode sequence");
+        let pre = self.place(area + SLOT, &seq[..fault_at.unwrap_or(0)], None).expect("encode");
+        let v = Variant { insn: seq[fault_at.unwrap_or(0)], full, pre, flag_mask };
+        let engines = engines();
+        for _ in 0..cases {
+            let mut regs = [0u64; 16];
+            for r in regs.iter_mut() {
+                *r = self.rng.value();
+            }
+            let mut c = Case { regs, flags: self.rng.next() & rflags::ARITH, mem: None };
+            hook(&mut self.rng, &mut c);
+            let want = self.run_native(if fault_at.is_some() { &v.pre } else { &v.full }, &c);
+            for (tier, engine) in &engines {
+                let got = self.run_emu(&v.full, &c, engine);
+                if let Some(msg) = compare(&want, &got, &v, &c, fault_at.is_some(), *tier) {
+                    self.fail(msg);
+                }
+            }
+            self.stats.2 += 1;
+        }
+        check_jit_ran(&engines, cases, "sequence");
+        if !self.failures.is_empty() {
+            panic!("{} mismatch(es):\n{}", self.failures.len(), self.failures.join("\n"));
+        }
+    }
+
     /// Run every 64-bit form of `m` the host supports; returns the forms run.
     pub fn check(&mut self, m: Mnemonic, opts: &Opts<'_>) -> usize {
         let codes: Vec<Code> = Code::values()
@@ -810,6 +867,7 @@ impl Bench {
 
     fn check_form(&mut self, code: Code, mem: bool, lock: bool, opts: &Opts<'_>) {
         let area = self.shared.mmap_anon(0, CODE_LEN, Prot(7), false).expect("map code area");
+        let engines = engines();
         let nv = opts.variants.min((CODE_LEN / (2 * SLOT)) as usize);
         let mut vars = Vec::new();
         for k in 0..nv {
@@ -826,13 +884,14 @@ impl Bench {
             self.faulted += faults as usize;
             // A case that faults is compared with the state before the instruction.
             let want = self.run_native(if faults { &v.pre } else { &v.full }, &c);
-            for tier in [Tier::Interp, Tier::Jit] {
-                let got = self.run_emu(&v.full, &c, tier);
-                if let Some(msg) = compare(&want, &got, v, &c, faults, tier) {
+            for (tier, engine) in &engines {
+                let got = self.run_emu(&v.full, &c, engine);
+                if let Some(msg) = compare(&want, &got, v, &c, faults, *tier) {
                     self.fail(msg);
                 }
             }
         }
+        check_jit_ran(&engines, opts.inputs, &format!("{code:?} (mem={mem}, lock={lock})"));
         // The code area is left mapped: later forms use fresh areas, so no stale
         // translation can be reused.
     }
