@@ -140,7 +140,10 @@ fn lookahead(pc: u64, mem: &mut dyn GuestMemory, deps: &mut Vec<(u64, u64)>) -> 
             break;
         }
         live |= i.rflags_read() & !written;
-        written |= i.rflags_modified();
+        // REP CMPS/SCAS with RCX = 0 write no flag: they do not end the lookahead's need.
+        if !super::string::may_keep_flags(&i) {
+            written |= i.rflags_modified();
+        }
         if written & STATUS == STATUS {
             return live & STATUS;
         }
@@ -157,8 +160,10 @@ fn flag_liveness(insns: &[Instruction], exit_live: u32) -> Vec<u32> {
     let mut out = vec![0; insns.len()];
     for (k, i) in insns.iter().enumerate().rev() {
         out[k] = live;
-        // A shift or rotate by CL may keep every flag (count 0): it kills nothing.
-        let killed = if super::shift::may_keep_flags(i) { 0 } else { i.rflags_modified() };
+        // A shift or rotate by CL may keep every flag (count 0), and so may REP CMPS/SCAS
+        // (RCX = 0): they kill nothing.
+        let keeps = super::shift::may_keep_flags(i) || super::string::may_keep_flags(i);
+        let killed = if keeps { 0 } else { i.rflags_modified() };
         // A #DE is an expected event: its handler sees every flag.
         let seen = if super::muldiv::fault_sees_flags(i) { u32::MAX } else { 0 };
         live = (live & !killed) | i.rflags_read() | seen;
