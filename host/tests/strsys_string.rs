@@ -513,3 +513,40 @@ fn direct_bulk_copies_report_faults_and_code_writes() {
     emu.mem.read_bytes(base + 4000, &mut back).expect("read");
     assert_eq!(&back[..], &data[..200]);
 }
+
+/// REP CMPS/SCAS with RCX = 0 leave the flags of the previous instruction: a flag-setting
+/// instruction before them must not be treated as dead.
+#[test]
+fn zero_count_rep_compare_keeps_earlier_flags() {
+    let mut nat = Native::new();
+    let mut emu = Emu::new();
+    let b = Bufs { base: emu.alloc(2 * HALF as usize) };
+    let stack = emu.alloc(4096) + 2048;
+    let mut rng = Rng::new(0xcc);
+    for op in [CMPS, SCAS] {
+        for rep in [0xf3u8, 0xf2] {
+            for count in [0u64, 3] {
+                for (pre_name, pre) in [
+                    ("cmp rdx, rbx", &[0x48u8, 0x39, 0xda][..]),
+                    ("xor edx, edx", &[0x31, 0xd2][..]),
+                ] {
+                    // pre; rep cmps/scas; setz dl; setc bl; seto bh
+                    let mut code = pre.to_vec();
+                    code.extend(enc(op, 1, Some(rep), false, false));
+                    code.extend([0x0f, 0x94, 0xc2, 0x0f, 0x92, 0xc3, 0x0f, 0x90, 0xc7]);
+                    let mut r = Regs::new();
+                    for g in r.gpr.iter_mut() {
+                        *g = rng.edgy();
+                    }
+                    r.gpr[1] = count;
+                    r.gpr[4] = stack;
+                    r.gpr[6] = b.base;
+                    r.gpr[7] = b.base + HALF;
+                    let what = format!("{pre_name}; rep({rep:x}) {} count {count}", name(op));
+                    let init = rng.bytes(2 * HALF as usize);
+                    diff(&mut nat, &mut emu, &what, &code, &r, &[(b.region(), init)], CMP_FLAGS);
+                }
+            }
+        }
+    }
+}

@@ -29,9 +29,9 @@
 //! Intel and AMD CPUs do.
 //!
 //! Note on mnemonics: iced names the string MOVSD/CMPSD and the SSE2 MOVSD/CMPSD alike
-//! (`Mnemonic::Movsd`, `Mnemonic::Cmpsd`). This file owns both mnemonics and lifts only
-//! the string codes; `lift_movsd`/`lift_cmpsd` are where the SSE forms must be routed once
-//! the SSE family lifts them.
+//! (`Mnemonic::Movsd`, `Mnemonic::Cmpsd`). Both families claim them (dispatch tries the
+//! lifters of a mnemonic in order); `lift_movsd`/`lift_cmpsd` here accept only the string
+//! codes and refuse the others before emitting anything.
 
 use super::cx::{LiftCx, Unsupported};
 use super::dispatch::lifts;
@@ -147,6 +147,20 @@ impl Cfg {
         };
         Cfg { kind: Kind::from_u8(v & 7), w, rep, addr32: (v >> 12) & 1 != 0, seg }
     }
+}
+
+/// REP/REPNE CMPS and SCAS write no flag when RCX (ECX) is 0: for flag liveness they may
+/// keep every flag (the translator then keeps earlier flag results alive across them).
+pub(super) fn may_keep_flags(i: &iced_x86::Instruction) -> bool {
+    let string_form = (0..i.op_count()).any(|n| {
+        matches!(
+            i.op_kind(n),
+            OpKind::MemorySegRSI | OpKind::MemorySegESI | OpKind::MemoryESRDI | OpKind::MemoryESEDI
+        )
+    });
+    string_form
+        && matches!(Kind::of(i.mnemonic()), Some(Kind::Cmps | Kind::Scas))
+        && (i.has_rep_prefix() || i.has_repne_prefix())
 }
 
 /// The string MOVSD (A5) shares its mnemonic with SSE2 MOVSD; only the string form is here.

@@ -139,10 +139,11 @@ fn lookahead(pc: u64, mem: &mut dyn GuestMemory, deps: &mut Vec<(u64, u64)>) -> 
         {
             break;
         }
-        // As in `flag_liveness`: DIV/IDIV see every flag, a CL shift writes none for sure.
+        // As in `flag_liveness`: DIV/IDIV see every flag; a CL shift (count 0) and REP
+        // CMPS/SCAS (RCX = 0) may write none, so they do not end the lookahead's need.
         let seen = if super::muldiv::fault_sees_flags(&i) { STATUS } else { 0 };
         live |= (i.rflags_read() | seen) & !written;
-        if !super::shift::may_keep_flags(&i) {
+        if !super::shift::may_keep_flags(&i) && !super::string::may_keep_flags(&i) {
             written |= i.rflags_modified();
         }
         if written & STATUS == STATUS {
@@ -161,8 +162,10 @@ fn flag_liveness(insns: &[Instruction], exit_live: u32) -> Vec<u32> {
     let mut out = vec![0; insns.len()];
     for (k, i) in insns.iter().enumerate().rev() {
         out[k] = live;
-        // A shift or rotate by CL may keep every flag (count 0): it kills nothing.
-        let killed = if super::shift::may_keep_flags(i) { 0 } else { i.rflags_modified() };
+        // A shift or rotate by CL may keep every flag (count 0), and so may REP CMPS/SCAS
+        // (RCX = 0): they kill nothing.
+        let keeps = super::shift::may_keep_flags(i) || super::string::may_keep_flags(i);
+        let killed = if keeps { 0 } else { i.rflags_modified() };
         // A #DE is an expected event: its handler sees every flag.
         let seen = if super::muldiv::fault_sees_flags(i) { u32::MAX } else { 0 };
         live = (live & !killed) | i.rflags_read() | seen;
