@@ -22,6 +22,10 @@
 //! while the image has an unmasked exception pending (it would trap on the host); the
 //! caller raises the guest's #MF instead.
 //!
+//! `inexact_unbounded` runs one add/sub/mul/div on the host x87 unit at 64-bit precision to
+//! tell whether a result is exact with an unbounded exponent (the precision flag of an
+//! unmasked SSE overflow or underflow).
+//!
 //! Safety contract. Each asm block (1) reads and writes only the memory of the frame
 //! passed to it by `&mut` (and, for x87 memory forms, the frame's `mem` buffer through
 //! `rdi`), and the registers it declares (rax, rdi, xmm0, xmm1, x87/MMX registers, flags);
@@ -490,6 +494,87 @@ pub fn x87_run(insn: X87Insn, f: &mut X87Frame) -> Result<(), X87Refused> {
     Ok(())
 }
 
+/// An arithmetic operation for `inexact_unbounded`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WideOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// a / b
+    Div,
+}
+
+#[repr(C, align(16))]
+struct WideFrame {
+    a: f64,
+    b: f64,
+    out: [u8; 16],
+    host: [u8; 108],
+    cw: u16,
+    sw: u16,
+}
+
+/// Execute `fld a; fld b; <op>p st(1), st(0); fstp m80` with 64-bit precision and every
+/// exception masked.
+macro_rules! wide_asm {
+    ($f:expr, $b2:expr) => {{
+        let f: &mut WideFrame = $f;
+        // SAFETY: the module's safety contract: the host x87 state is saved (FNSAVE) first
+        // and restored (FRSTOR) last; all exceptions are masked (control word 0x037f), so
+        // nothing traps; only `*f` and the declared registers are touched.
+        unsafe {
+            asm!(
+                "fnsave [{f} + {host}]",
+                "fldcw [{f} + {cw}]",
+                "fld qword ptr [{f} + {a}]",
+                "fld qword ptr [{f} + {b}]",
+                ".byte 0xde, {b2}",
+                "fstp tbyte ptr [{f} + {out}]",
+                "fnstsw ax",
+                "mov [{f} + {sw}], ax",
+                "frstor [{f} + {host}]",
+                f = in(reg) f as *mut WideFrame,
+                host = const offset_of!(WideFrame, host),
+                cw = const offset_of!(WideFrame, cw),
+                a = const offset_of!(WideFrame, a),
+                b = const offset_of!(WideFrame, b),
+                out = const offset_of!(WideFrame, out),
+                sw = const offset_of!(WideFrame, sw),
+                b2 = const $b2,
+                out("rax") _,
+                out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                out("mm0") _, out("mm1") _, out("mm2") _, out("mm3") _,
+                out("mm4") _, out("mm5") _, out("mm6") _, out("mm7") _,
+                options(nostack),
+            );
+        }
+    }};
+}
+
+/// Whether `a op b` (finite, non-NaN) is inexact when rounded to a `mant_bits`-bit
+/// significand with an unbounded exponent: the precision flag an unmasked overflow or
+/// underflow reports. Computed on the host x87 unit: its 64-bit significand and 15-bit
+/// exponent hold any f32/f64 sum, difference or product exactly when one exists, and its
+/// precision flag says when not (a quotient too).
+pub fn inexact_unbounded(op: WideOp, a: f64, b: f64, mant_bits: u32) -> bool {
+    let mut f = WideFrame { a, b, out: [0; 16], host: [0; 108], cw: 0x037f, sw: 0 };
+    match op {
+        WideOp::Add => wide_asm!(&mut f, 0xc1),
+        WideOp::Sub => wide_asm!(&mut f, 0xe9),
+        WideOp::Mul => wide_asm!(&mut f, 0xc9),
+        WideOp::Div => wide_asm!(&mut f, 0xf9),
+    }
+    let mant = u64::from_le_bytes([
+        f.out[0], f.out[1], f.out[2], f.out[3], f.out[4], f.out[5], f.out[6], f.out[7],
+    ]);
+    let low = mant & ((1u64 << (64 - mant_bits.clamp(1, 64))) - 1);
+    f.sw & 0x20 != 0 || low != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +596,19 @@ mod tests {
         f.mxcsr = 0x1f80;
         let out = sse_run(SseOp::Addsd, 0, f);
         assert_eq!(out.dst, [1.0f64.to_bits(), 7]);
+    }
+
+    #[test]
+    fn unbounded_inexactness() {
+        assert!(!inexact_unbounded(WideOp::Add, 1.5, 1.5, 24));
+        assert!(inexact_unbounded(WideOp::Div, 1.0, 3.0, 53));
+        // 2^1000 * 2^1000 overflows a double but is exact with an unbounded exponent.
+        assert!(!inexact_unbounded(WideOp::Mul, 2f64.powi(1000), 2f64.powi(1000), 53));
+        assert!(inexact_unbounded(WideOp::Mul, 1.0 + f64::EPSILON, 1.0 + f64::EPSILON, 53));
+        // 1 + 2^-30 fits 53 bits, not 24.
+        assert!(!inexact_unbounded(WideOp::Add, 1.0, 2f64.powi(-30), 53));
+        assert!(inexact_unbounded(WideOp::Add, 1.0, 2f64.powi(-30), 24));
+        assert!(!inexact_unbounded(WideOp::Sub, 1.0, 0.25, 24));
     }
 
     #[test]
