@@ -30,7 +30,9 @@
 //! passed to it by `&mut` (and, for x87 memory forms, the frame's `mem` buffer through
 //! `rdi`), and the registers it declares (rax, rdi, xmm0, xmm1, x87/MMX registers, flags);
 //! (2) saves the host's MXCSR (SSE) or the whole host x87 state (FNSAVE) first and restores
-//! it last, so no Rust code ever runs with guest control state loaded; (3) never unmasks a
+//! it last, so no Rust code ever runs with guest control state loaded (an SSE block whose
+//! guest MXCSR has the host's control bits skips the reload and may leave status flags set
+//! in the host MXCSR: sticky flags never change what Rust code computes); (3) never unmasks a
 //! host SIMD exception, and never runs a waiting x87 instruction over a pending unmasked
 //! exception, so it cannot trap; (4) uses no stack. Opcode bytes come from compile-time
 //! tables filtered by `x87_reg_ok`/`x87_mem_ok`, so no undefined opcode is executed.
@@ -50,6 +52,8 @@ pub struct SseFrame {
     /// MXCSR in (exceptions are forced masked) and out.
     pub mxcsr: u32,
     host_mxcsr: u32,
+    /// 1: the host MXCSR already suits the guest (see `sse_run`); run without reloading it.
+    keep_host: u32,
     /// rax in and out (CVTSI2SS source, CVTSS2SI result).
     pub gpr: u64,
     /// Arithmetic RFLAGS after the instruction, as `lahf` (bits 8..16) and `seto` (bit 0).
@@ -70,7 +74,8 @@ fn lahf_flags(raw: u16) -> u64 {
     ah | (of << 11)
 }
 
-/// Execute the instruction text `$insn` (xmm0 = dst, xmm1 = src, rax = gpr) on `$f`.
+/// Execute the instruction text `$insn` (xmm0 = dst, xmm1 = src, rax = gpr) on `$f`,
+/// under the frame's MXCSR (or the host's, with `keep_host`).
 macro_rules! sse_asm {
     ($f:expr, $insn:expr $(, $($extra:tt)*)?) => {{
         let f: &mut SseFrame = $f;
@@ -79,8 +84,11 @@ macro_rules! sse_asm {
         // MXCSR loaded has every exception masked (checked by `sse_run`).
         unsafe {
             asm!(
+                "test dword ptr [{f} + {kh}], 1",
+                "jnz 2f",
                 "stmxcsr [{f} + {hm}]",
                 "ldmxcsr [{f} + {mx}]",
+                "2:",
                 "movdqu xmm0, [{f} + {d}]",
                 "movdqu xmm1, [{f} + {s}]",
                 "mov rax, [{f} + {g}]",
@@ -91,8 +99,12 @@ macro_rules! sse_asm {
                 "mov [{f} + {fl}], ax",
                 "movdqu [{f} + {d}], xmm0",
                 "stmxcsr [{f} + {mx}]",
+                "test dword ptr [{f} + {kh}], 1",
+                "jnz 3f",
                 "ldmxcsr [{f} + {hm}]",
+                "3:",
                 f = in(reg) f as *mut SseFrame,
+                kh = const offset_of!(SseFrame, keep_host),
                 hm = const offset_of!(SseFrame, host_mxcsr),
                 mx = const offset_of!(SseFrame, mxcsr),
                 d = const offset_of!(SseFrame, dst),
@@ -275,8 +287,26 @@ pub fn sse_run(op: SseOp, imm: u8, mut f: SseFrame) -> SseFrame {
     // Only bits the host accepts (a reserved bit would make LDMXCSR fault): the guest's
     // MXCSR never has any (LDMXCSR/FXRSTOR check), but stay safe.
     f.mxcsr &= 0xffff;
+    // LDMXCSR is slow. When the host's MXCSR has the same control bits and no status flag
+    // the guest lacks (the usual case: both 0x1f80 plus flags the guest raised before),
+    // run the instruction under the host's MXCSR as it is: the flags it then holds are
+    // exactly guest flags | new flags once OR-ed with the guest's.
+    let host = host_mxcsr();
+    let guest_flags = f.mxcsr & 0x3f;
+    f.keep_host = (host & !0x3f == f.mxcsr & !0x3f && host & 0x3f & !guest_flags == 0) as u32;
     run_op(op, imm, &mut f);
+    if f.keep_host != 0 {
+        f.mxcsr |= guest_flags;
+    }
     f
+}
+
+/// The host's MXCSR.
+fn host_mxcsr() -> u32 {
+    let mut m = 0u32;
+    // SAFETY: stores MXCSR into a local; no other effect.
+    unsafe { asm!("stmxcsr [{p}]", p = in(reg) &mut m, options(nostack, preserves_flags)) };
+    m
 }
 
 /// Operands and results of one x87 execution.
