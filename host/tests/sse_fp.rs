@@ -366,3 +366,50 @@ fn unmasked_exceptions_raise_xm_without_writing() {
     let got = emu(&mut rig, divpd, &st, &[]).expect("no fault");
     assert_eq!(got.mxcsr() & 0x3f, 0x21);
 }
+
+#[test]
+fn unmasked_exceptions_match_the_cpu() {
+    // Random MXCSR masks: whether #XM is raised, and MXCSR and the registers at the fault
+    // (as the kernel's signal frame shows them natively), must match.
+    let mut rig = Rig::new();
+    let mut r = Rng(0xfee1_dead_beef_cafe);
+    let mut faults = 0;
+    for code in codes() {
+        if matches!(code.mnemonic(), Mnemonic::Ldmxcsr | Mnemonic::Stmxcsr) {
+            continue;
+        }
+        let pd = is_pd(code.mnemonic());
+        let cases =
+            if matches!(code.mnemonic(), Mnemonic::Dpps | Mnemonic::Dppd) { 400 } else { 96 };
+        for k in 0..cases {
+            let ops = operands(code, &mut r, None);
+            let i = build(code, &ops);
+            let bytes = enc(&i);
+            let (mut st, mem) = random_state(&mut r, &rig, pd);
+            let masks = (r.next() & 0x3f) as u32;
+            st.set_mxcsr((st.mxcsr() & !0x1f80) | masks << 7);
+            rig.write_scratch(0, &mem);
+            let (sig, want) = rig.native_full(&bytes, &st);
+            let want_mem = rig.read_scratch(0, mem.len());
+            for tier in [Tier::Interp, Tier::Jit] {
+                rig.write_scratch(0, &mem);
+                let (fault, got) = rig.emulate_full(&bytes, &st, tier);
+                let ctx = format!("{i} case {k} ({tier:?})\ninput:\n{st:?}\nnative ({sig:?}):\n{want:?}\nemulated ({fault:?}):\n{got:?}");
+                match (sig, fault) {
+                    (None, None) => {}
+                    (Some(libc::SIGFPE), Some(Fault::SimdFp)) => faults += 1,
+                    _ => panic!("fault mismatch: {ctx}"),
+                }
+                assert_eq!(got.mxcsr(), want.mxcsr(), "mxcsr: {ctx}");
+                for n in 0..16 {
+                    assert_eq!(got.xmm(n), want.xmm(n), "xmm{n}: {ctx}");
+                }
+                for g in [0, 1, 2, 3, 5, 8, 9, 10, 11, 12, 13, 14, 15] {
+                    assert_eq!(got.gpr[g], want.gpr[g], "gpr{g}: {ctx}");
+                }
+                assert_eq!(rig.read_scratch(0, mem.len()), want_mem, "memory: {ctx}");
+            }
+        }
+    }
+    assert!(faults > 2000, "only {faults} #XM cases");
+}

@@ -22,11 +22,17 @@
 //! while the image has an unmasked exception pending (it would trap on the host); the
 //! caller raises the guest's #MF instead.
 //!
+//! `inexact_unbounded` runs one add/sub/mul/div on the host x87 unit at 64-bit precision to
+//! tell whether a result is exact with an unbounded exponent (the precision flag of an
+//! unmasked SSE overflow or underflow).
+//!
 //! Safety contract. Each asm block (1) reads and writes only the memory of the frame
 //! passed to it by `&mut` (and, for x87 memory forms, the frame's `mem` buffer through
 //! `rdi`), and the registers it declares (rax, rdi, xmm0, xmm1, x87/MMX registers, flags);
 //! (2) saves the host's MXCSR (SSE) or the whole host x87 state (FNSAVE) first and restores
-//! it last, so no Rust code ever runs with guest control state loaded; (3) never unmasks a
+//! it last, so no Rust code ever runs with guest control state loaded (an SSE block whose
+//! guest MXCSR has the host's control bits skips the reload and may leave status flags set
+//! in the host MXCSR: sticky flags never change what Rust code computes); (3) never unmasks a
 //! host SIMD exception, and never runs a waiting x87 instruction over a pending unmasked
 //! exception, so it cannot trap; (4) uses no stack. Opcode bytes come from compile-time
 //! tables filtered by `x87_reg_ok`/`x87_mem_ok`, so no undefined opcode is executed.
@@ -46,6 +52,8 @@ pub struct SseFrame {
     /// MXCSR in (exceptions are forced masked) and out.
     pub mxcsr: u32,
     host_mxcsr: u32,
+    /// 1: the host MXCSR already suits the guest (see `sse_run`); run without reloading it.
+    keep_host: u32,
     /// rax in and out (CVTSI2SS source, CVTSS2SI result).
     pub gpr: u64,
     /// Arithmetic RFLAGS after the instruction, as `lahf` (bits 8..16) and `seto` (bit 0).
@@ -66,7 +74,8 @@ fn lahf_flags(raw: u16) -> u64 {
     ah | (of << 11)
 }
 
-/// Execute the instruction text `$insn` (xmm0 = dst, xmm1 = src, rax = gpr) on `$f`.
+/// Execute the instruction text `$insn` (xmm0 = dst, xmm1 = src, rax = gpr) on `$f`,
+/// under the frame's MXCSR (or the host's, with `keep_host`).
 macro_rules! sse_asm {
     ($f:expr, $insn:expr $(, $($extra:tt)*)?) => {{
         let f: &mut SseFrame = $f;
@@ -75,8 +84,11 @@ macro_rules! sse_asm {
         // MXCSR loaded has every exception masked (checked by `sse_run`).
         unsafe {
             asm!(
+                "test dword ptr [{f} + {kh}], 1",
+                "jnz 2f",
                 "stmxcsr [{f} + {hm}]",
                 "ldmxcsr [{f} + {mx}]",
+                "2:",
                 "movdqu xmm0, [{f} + {d}]",
                 "movdqu xmm1, [{f} + {s}]",
                 "mov rax, [{f} + {g}]",
@@ -87,8 +99,12 @@ macro_rules! sse_asm {
                 "mov [{f} + {fl}], ax",
                 "movdqu [{f} + {d}], xmm0",
                 "stmxcsr [{f} + {mx}]",
+                "test dword ptr [{f} + {kh}], 1",
+                "jnz 3f",
                 "ldmxcsr [{f} + {hm}]",
+                "3:",
                 f = in(reg) f as *mut SseFrame,
+                kh = const offset_of!(SseFrame, keep_host),
                 hm = const offset_of!(SseFrame, host_mxcsr),
                 mx = const offset_of!(SseFrame, mxcsr),
                 d = const offset_of!(SseFrame, dst),
@@ -271,8 +287,26 @@ pub fn sse_run(op: SseOp, imm: u8, mut f: SseFrame) -> SseFrame {
     // Only bits the host accepts (a reserved bit would make LDMXCSR fault): the guest's
     // MXCSR never has any (LDMXCSR/FXRSTOR check), but stay safe.
     f.mxcsr &= 0xffff;
+    // LDMXCSR is slow. When the host's MXCSR has the same control bits and no status flag
+    // the guest lacks (the usual case: both 0x1f80 plus flags the guest raised before),
+    // run the instruction under the host's MXCSR as it is: the flags it then holds are
+    // exactly guest flags | new flags once OR-ed with the guest's.
+    let host = host_mxcsr();
+    let guest_flags = f.mxcsr & 0x3f;
+    f.keep_host = (host & !0x3f == f.mxcsr & !0x3f && host & 0x3f & !guest_flags == 0) as u32;
     run_op(op, imm, &mut f);
+    if f.keep_host != 0 {
+        f.mxcsr |= guest_flags;
+    }
     f
+}
+
+/// The host's MXCSR.
+fn host_mxcsr() -> u32 {
+    let mut m = 0u32;
+    // SAFETY: stores MXCSR into a local; no other effect.
+    unsafe { asm!("stmxcsr [{p}]", p = in(reg) &mut m, options(nostack, preserves_flags)) };
+    m
 }
 
 /// Operands and results of one x87 execution.
@@ -490,6 +524,87 @@ pub fn x87_run(insn: X87Insn, f: &mut X87Frame) -> Result<(), X87Refused> {
     Ok(())
 }
 
+/// An arithmetic operation for `inexact_unbounded`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WideOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// a / b
+    Div,
+}
+
+#[repr(C, align(16))]
+struct WideFrame {
+    a: f64,
+    b: f64,
+    out: [u8; 16],
+    host: [u8; 108],
+    cw: u16,
+    sw: u16,
+}
+
+/// Execute `fld a; fld b; <op>p st(1), st(0); fstp m80` with 64-bit precision and every
+/// exception masked.
+macro_rules! wide_asm {
+    ($f:expr, $b2:expr) => {{
+        let f: &mut WideFrame = $f;
+        // SAFETY: the module's safety contract: the host x87 state is saved (FNSAVE) first
+        // and restored (FRSTOR) last; all exceptions are masked (control word 0x037f), so
+        // nothing traps; only `*f` and the declared registers are touched.
+        unsafe {
+            asm!(
+                "fnsave [{f} + {host}]",
+                "fldcw [{f} + {cw}]",
+                "fld qword ptr [{f} + {a}]",
+                "fld qword ptr [{f} + {b}]",
+                ".byte 0xde, {b2}",
+                "fstp tbyte ptr [{f} + {out}]",
+                "fnstsw ax",
+                "mov [{f} + {sw}], ax",
+                "frstor [{f} + {host}]",
+                f = in(reg) f as *mut WideFrame,
+                host = const offset_of!(WideFrame, host),
+                cw = const offset_of!(WideFrame, cw),
+                a = const offset_of!(WideFrame, a),
+                b = const offset_of!(WideFrame, b),
+                out = const offset_of!(WideFrame, out),
+                sw = const offset_of!(WideFrame, sw),
+                b2 = const $b2,
+                out("rax") _,
+                out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                out("mm0") _, out("mm1") _, out("mm2") _, out("mm3") _,
+                out("mm4") _, out("mm5") _, out("mm6") _, out("mm7") _,
+                options(nostack),
+            );
+        }
+    }};
+}
+
+/// Whether `a op b` (finite, non-NaN) is inexact when rounded to a `mant_bits`-bit
+/// significand with an unbounded exponent: the precision flag an unmasked overflow or
+/// underflow reports. Computed on the host x87 unit: its 64-bit significand and 15-bit
+/// exponent hold any f32/f64 sum, difference or product exactly when one exists, and its
+/// precision flag says when not (a quotient too).
+pub fn inexact_unbounded(op: WideOp, a: f64, b: f64, mant_bits: u32) -> bool {
+    let mut f = WideFrame { a, b, out: [0; 16], host: [0; 108], cw: 0x037f, sw: 0 };
+    match op {
+        WideOp::Add => wide_asm!(&mut f, 0xc1),
+        WideOp::Sub => wide_asm!(&mut f, 0xe9),
+        WideOp::Mul => wide_asm!(&mut f, 0xc9),
+        WideOp::Div => wide_asm!(&mut f, 0xf9),
+    }
+    let mant = u64::from_le_bytes([
+        f.out[0], f.out[1], f.out[2], f.out[3], f.out[4], f.out[5], f.out[6], f.out[7],
+    ]);
+    let low = mant & ((1u64 << (64 - mant_bits.clamp(1, 64))) - 1);
+    f.sw & 0x20 != 0 || low != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +626,19 @@ mod tests {
         f.mxcsr = 0x1f80;
         let out = sse_run(SseOp::Addsd, 0, f);
         assert_eq!(out.dst, [1.0f64.to_bits(), 7]);
+    }
+
+    #[test]
+    fn unbounded_inexactness() {
+        assert!(!inexact_unbounded(WideOp::Add, 1.5, 1.5, 24));
+        assert!(inexact_unbounded(WideOp::Div, 1.0, 3.0, 53));
+        // 2^1000 * 2^1000 overflows a double but is exact with an unbounded exponent.
+        assert!(!inexact_unbounded(WideOp::Mul, 2f64.powi(1000), 2f64.powi(1000), 53));
+        assert!(inexact_unbounded(WideOp::Mul, 1.0 + f64::EPSILON, 1.0 + f64::EPSILON, 53));
+        // 1 + 2^-30 fits 53 bits, not 24.
+        assert!(!inexact_unbounded(WideOp::Add, 1.0, 2f64.powi(-30), 53));
+        assert!(inexact_unbounded(WideOp::Add, 1.0, 2f64.powi(-30), 24));
+        assert!(!inexact_unbounded(WideOp::Sub, 1.0, 0.25, 24));
     }
 
     #[test]

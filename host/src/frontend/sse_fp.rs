@@ -23,6 +23,11 @@
 //! UE, PE; an unmasked UE is detected on tininess alone, found with a second run under
 //! FTZ) sets all flags raised. Either way MXCSR is updated, the destination is not
 //! written, and #XM is raised (#UD if CR4.OSXMMEXCPT is clear), as in SDM vol. 1 §11.5.
+//! The instructions that can overflow or underflow are resolved lane by lane (each lane
+//! one scalar host run), because a lane with an unmasked OE/UE reports PE for its result
+//! rounded with an unbounded exponent (`hostfp::inexact_unbounded`), not for the masked
+//! response; DPPS/DPPD are resolved stage by stage (products, then sums), as the CPU stops
+//! at the first stage with an unmasked exception.
 //! System-mode checks of CR0.EM/TS and CR4.OSFXSR (#UD, #NM) are not made here.
 
 use super::cx::{LiftCx, Unsupported};
@@ -170,7 +175,9 @@ pub(super) fn sse_exec(
     let out = hostfp::sse_run(op, imm, f);
     let raised = out.mxcsr & 0x3f;
     let pre = raised & PRE;
-    let fault_bits = if pre & unmasked != 0 {
+    let fault_bits = if let Some(r) = staged_fault(op, imm, &f, unmasked) {
+        r
+    } else if pre & unmasked != 0 {
         Some(pre)
     } else {
         let mut post = raised & POST;
@@ -193,6 +200,187 @@ pub(super) fn sse_exec(
             Ok(out)
         }
     }
+}
+
+const OE: u32 = 1 << 3;
+const PE: u32 = 1 << 5;
+const DAZ: u32 = 1 << 6;
+
+/// One scalar computation (a scalar `SseOp` on the low lanes of `a` and `b`).
+#[derive(Clone, Copy)]
+struct Lane {
+    op: SseOp,
+    a: u64,
+    b: u64,
+}
+
+/// Run one lane with `mx` (flags clear): its flags, with PE as an unmasked OE/UE reports
+/// it and UE on tininess when UE is unmasked, and its result.
+fn lane_run(l: Lane, mx: u32, unmasked: u32) -> (u32, u64) {
+    let mut f = SseFrame::default();
+    f.dst = [l.a, 0];
+    f.src = [l.b, 0];
+    f.mxcsr = mx;
+    let out = hostfp::sse_run(l.op, 0, f);
+    let mut flags = out.mxcsr & 0x3f;
+    if unmasked & UE != 0 && flags & UE == 0 && mx & FTZ == 0 {
+        let mut g = f;
+        g.mxcsr |= FTZ;
+        flags |= hostfp::sse_run(l.op, 0, g).mxcsr & UE;
+    }
+    if flags & (OE | UE) & unmasked != 0 {
+        flags &= !PE;
+        if lane_inexact_unbounded(l, mx & DAZ != 0) {
+            flags |= PE;
+        }
+    }
+    (flags, out.dst[0])
+}
+
+fn lane_inexact_unbounded(l: Lane, daz: bool) -> bool {
+    use hostfp::WideOp as W;
+    use SseOp as S;
+    let f32v = |v: u64| {
+        let x = f32::from_bits(v as u32);
+        if daz && x.is_subnormal() {
+            0.0f64.copysign(x as f64)
+        } else {
+            x as f64
+        }
+    };
+    let f64v = |v: u64| {
+        let x = f64::from_bits(v);
+        if daz && x.is_subnormal() {
+            0.0f64.copysign(x)
+        } else {
+            x
+        }
+    };
+    let (op, single) = match l.op {
+        S::Addss => (W::Add, true),
+        S::Subss => (W::Sub, true),
+        S::Mulss => (W::Mul, true),
+        S::Divss => (W::Div, true),
+        S::Addsd => (W::Add, false),
+        S::Subsd => (W::Sub, false),
+        S::Mulsd => (W::Mul, false),
+        S::Divsd => (W::Div, false),
+        // CVTSD2SS: the double itself, to a 24-bit significand.
+        S::Cvtsd2ss => return hostfp::inexact_unbounded(W::Mul, f64v(l.b), 1.0, 24),
+        _ => return false,
+    };
+    if single {
+        hostfp::inexact_unbounded(op, f32v(l.a), f32v(l.b), 24)
+    } else {
+        hostfp::inexact_unbounded(op, f64v(l.a), f64v(l.b), 53)
+    }
+}
+
+/// Run one stage of lanes: `Err(flags)` if it raises an unmasked exception (with the
+/// flags of earlier stages in `acc`), else the lane results.
+fn stage(lanes: &[Lane], mx: u32, unmasked: u32, acc: &mut u32) -> Result<Vec<u64>, u32> {
+    let (mut pre, mut post) = (0, 0);
+    let mut res = Vec::with_capacity(lanes.len());
+    for l in lanes {
+        let (f, r) = lane_run(*l, mx, unmasked);
+        pre |= f & PRE;
+        post |= f & POST;
+        res.push(r);
+    }
+    if pre & unmasked != 0 {
+        return Err(*acc | pre);
+    }
+    if post & unmasked != 0 {
+        return Err(*acc | pre | post);
+    }
+    *acc |= pre | post;
+    Ok(res)
+}
+
+/// For the instructions that can overflow or underflow: the MXCSR flags of the #XM they
+/// raise (`Some(Some(bits))`), or `Some(None)` if none; `None` for other instructions.
+fn staged_fault(op: SseOp, imm: u8, f: &SseFrame, unmasked: u32) -> Option<Option<u32>> {
+    use SseOp as S;
+    let (d, s, mx) = (f.dst, f.src, f.mxcsr);
+    let dw = |v: [u64; 2], j: usize| (v[j / 2] >> (32 * (j % 2))) & LO32;
+    let l = |op, a, b| Lane { op, a, b };
+    let lanes: Vec<Lane> = match op {
+        S::Addps | S::Subps | S::Mulps | S::Divps => {
+            let sop = match op {
+                S::Addps => S::Addss,
+                S::Subps => S::Subss,
+                S::Mulps => S::Mulss,
+                _ => S::Divss,
+            };
+            (0..4).map(|j| l(sop, dw(d, j), dw(s, j))).collect()
+        }
+        S::Addpd | S::Subpd | S::Mulpd | S::Divpd => {
+            let sop = match op {
+                S::Addpd => S::Addsd,
+                S::Subpd => S::Subsd,
+                S::Mulpd => S::Mulsd,
+                _ => S::Divsd,
+            };
+            (0..2).map(|j| l(sop, d[j], s[j])).collect()
+        }
+        S::Addss | S::Subss | S::Mulss | S::Divss | S::Addsd | S::Subsd | S::Mulsd | S::Divsd => {
+            vec![l(op, d[0], s[0])]
+        }
+        S::Cvtsd2ss => vec![l(op, d[0], s[0])],
+        S::Cvtpd2ps => vec![l(S::Cvtsd2ss, 0, s[0]), l(S::Cvtsd2ss, 0, s[1])],
+        S::Addsubps => (0..4)
+            .map(|j| l(if j % 2 == 0 { S::Subss } else { S::Addss }, dw(d, j), dw(s, j)))
+            .collect(),
+        S::Addsubpd => vec![l(S::Subsd, d[0], s[0]), l(S::Addsd, d[1], s[1])],
+        S::Haddps | S::Hsubps => {
+            let sop = if op == S::Haddps { S::Addss } else { S::Subss };
+            vec![
+                l(sop, dw(d, 0), dw(d, 1)),
+                l(sop, dw(d, 2), dw(d, 3)),
+                l(sop, dw(s, 0), dw(s, 1)),
+                l(sop, dw(s, 2), dw(s, 3)),
+            ]
+        }
+        S::Haddpd | S::Hsubpd => {
+            let sop = if op == S::Haddpd { S::Addsd } else { S::Subsd };
+            vec![l(sop, d[0], d[1]), l(sop, s[0], s[1])]
+        }
+        S::Dpps => {
+            let mut acc = 0;
+            let sel: Vec<usize> = (0..4).filter(|j| imm >> (4 + j) & 1 != 0).collect();
+            let prods: Vec<Lane> = sel.iter().map(|&j| l(S::Mulss, dw(d, j), dw(s, j))).collect();
+            let r = (|| {
+                let p = stage(&prods, mx, unmasked, &mut acc)?;
+                let mut t = [0u64; 4];
+                for (k, &j) in sel.iter().enumerate() {
+                    t[j] = p[k] & LO32;
+                }
+                let sums = [l(S::Addss, t[0], t[1]), l(S::Addss, t[2], t[3])];
+                let u = stage(&sums, mx, unmasked, &mut acc)?;
+                stage(&[l(S::Addss, u[0] & LO32, u[1] & LO32)], mx, unmasked, &mut acc)?;
+                Ok::<(), u32>(())
+            })();
+            return Some(r.err());
+        }
+        S::Dppd => {
+            let mut acc = 0;
+            let sel: Vec<usize> = (0..2).filter(|j| imm >> (4 + j) & 1 != 0).collect();
+            let prods: Vec<Lane> = sel.iter().map(|&j| l(S::Mulsd, d[j], s[j])).collect();
+            let r = (|| {
+                let p = stage(&prods, mx, unmasked, &mut acc)?;
+                let mut t = [0u64; 2];
+                for (k, &j) in sel.iter().enumerate() {
+                    t[j] = p[k];
+                }
+                stage(&[l(S::Addsd, t[0], t[1])], mx, unmasked, &mut acc)?;
+                Ok::<(), u32>(())
+            })();
+            return Some(r.err());
+        }
+        _ => return None,
+    };
+    let mut acc = 0;
+    Some(stage(&lanes, mx, unmasked, &mut acc).err())
 }
 
 /// What the helper does with the result.

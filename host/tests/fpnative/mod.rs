@@ -21,6 +21,7 @@ use blockscope::frontend::{full_rflags, fxrstor_image, fxsave_image, set_full_rf
 use blockscope::mem::{Direct, DirectShared, GuestMemory, Prot};
 use iced_x86::code_asm::*;
 use std::mem::offset_of;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Registers and FP state.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -92,6 +93,49 @@ struct Frame {
     input: State,
     output: State,
     host_fx: [u8; 512],
+    /// Where the SIGFPE handler resumes (the epilogue after the instruction).
+    resume: u64,
+    /// Signal number that interrupted the instruction, or 0.
+    faulted: u64,
+}
+
+/// Runner pages and their frames, for the SIGFPE handler: (page, frame) pairs, 0 = free.
+static RUNNERS: [(AtomicU64, AtomicU64); 64] =
+    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; 64];
+
+extern "C" fn on_sigfpe(sig: i32, _info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid ucontext to an SA_SIGINFO handler. A frame pointer
+    // is only used if the faulting rip lies in the runner page registered with it, and
+    // that runner is executing (the frame is live) on this thread.
+    unsafe {
+        let uc = &mut *(uctx as *mut libc::ucontext_t);
+        let rip = uc.uc_mcontext.gregs[libc::REG_RIP as usize] as u64;
+        for (page, frame) in RUNNERS.iter() {
+            let p = page.load(Ordering::Acquire);
+            if p != 0 && (p..p + PAGE as u64).contains(&rip) {
+                let f = frame.load(Ordering::Acquire) as *mut Frame;
+                (*f).faulted = sig as u64;
+                uc.uc_mcontext.gregs[libc::REG_RIP as usize] = (*f).resume as i64;
+                return;
+            }
+        }
+        // Not ours: die with the default action.
+        libc::signal(sig, libc::SIG_DFL);
+    }
+}
+
+fn install_sigfpe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: installs a handler for SIGFPE that only touches registered runner frames.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_sigfpe as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(libc::SIGFPE, &sa, std::ptr::null_mut());
+        }
+    });
 }
 
 /// A native runner plus an emulator environment sharing one scratch area.
@@ -128,11 +172,22 @@ impl Rig {
         let mem = Direct::new(shared.clone());
         let code = shared.mmap_anon(0, PAGE as u64, Prot(7), false).expect("mmap code");
         let scratch = shared.mmap_anon(0, SCRATCH_LEN as u64, Prot(3), false).expect("mmap");
-        let frame = Box::new(Frame {
+        let mut frame = Box::new(Frame {
             input: State::default(),
             output: State::default(),
             host_fx: [0; 512],
+            resume: 0,
+            faulted: 0,
         });
+        install_sigfpe();
+        let fp = &mut *frame as *mut Frame as u64;
+        let slot = RUNNERS
+            .iter()
+            .find(|(p, _)| {
+                p.compare_exchange(0, page as u64, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            })
+            .expect("too many rigs");
+        slot.1.store(fp, Ordering::Release);
         Rig { page: page as *mut u8, frame, mem, code, scratch }
     }
 
@@ -149,16 +204,28 @@ impl Rig {
 
     /// Run `insn` natively from `st`.
     pub fn native(&mut self, insn: &[u8], st: &State) -> State {
-        let code = build_native(self.page as u64, insn);
+        match self.native_full(insn, st) {
+            (None, s) => s,
+            (Some(sig), _) => panic!("native run raised signal {sig}"),
+        }
+    }
+
+    /// Run `insn` natively from `st`; a SIGFPE (#XM, #MF) is caught: the signal and the
+    /// state at the fault (FP state as the kernel saved it) are returned.
+    pub fn native_full(&mut self, insn: &[u8], st: &State) -> (Option<i32>, State) {
+        let (code, resume) = build_native(self.page as u64, insn);
         assert!(code.len() <= PAGE);
         // SAFETY: the page is ours and not executing; we copy code into it.
         unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), self.page, code.len()) };
         self.frame.input = *st;
+        self.frame.resume = self.page as u64 + resume as u64;
+        self.frame.faulted = 0;
         let f: extern "sysv64" fn(*mut Frame) =
             // SAFETY: the page holds a complete sysv64 function taking the frame pointer.
             unsafe { std::mem::transmute::<*mut u8, extern "sysv64" fn(*mut Frame)>(self.page) };
         f(&mut *self.frame);
-        self.frame.output
+        let sig = (self.frame.faulted != 0).then_some(self.frame.faulted as i32);
+        (sig, self.frame.output)
     }
 
     /// Run `insn` in the emulator from `st`.
@@ -172,8 +239,11 @@ impl Rig {
     /// Run `insn` in the emulator from `st`: the fault, if any, and the state after
     /// (at the fault: the state the fault handler would see).
     pub fn emulate_full(&mut self, insn: &[u8], st: &State, tier: Tier) -> (Option<Fault>, State) {
-        // Fresh code bytes each time (and a fresh engine in run_snippet).
-        self.mem.write_bytes(self.code, insn).expect("code write");
+        // Fresh code bytes each time (and a fresh engine in run_snippet), followed by INT3
+        // so the translator's flag lookahead past the end keeps every flag live.
+        let mut bytes = insn.to_vec();
+        bytes.push(0xcc);
+        self.mem.write_bytes(self.code, &bytes).expect("code write");
         let mut cpu = CpuState::new_user();
         for (i, v) in st.gpr.iter().enumerate() {
             cpu.set_gpr(i, *v);
@@ -245,6 +315,9 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
+        for (p, _) in RUNNERS.iter() {
+            let _ = p.compare_exchange(self.page as u64, 0, Ordering::AcqRel, Ordering::Acquire);
+        }
         // SAFETY: unmaps the page we mapped in `new`.
         unsafe { libc::munmap(self.page as *mut libc::c_void, PAGE) };
     }
@@ -253,7 +326,8 @@ impl Drop for Rig {
 const GPRS: [AsmRegister64; 16] =
     [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15];
 
-fn build_native(at: u64, insn: &[u8]) -> Vec<u8> {
+/// The runner code and the offset of its epilogue (just after `insn`).
+fn build_native(at: u64, insn: &[u8]) -> (Vec<u8>, usize) {
     let inp = offset_of!(Frame, input) as i32;
     let out = offset_of!(Frame, output) as i32;
     let hfx = offset_of!(Frame, host_fx) as i32;
@@ -274,7 +348,10 @@ fn build_native(at: u64, insn: &[u8]) -> Vec<u8> {
         }
         a.mov(*r, qword_ptr(rdi + inp + sgpr + 8 * i as i32)).unwrap();
     }
-    a.db(insn).unwrap();
+    let mut code = a.assemble(at).unwrap();
+    code.extend_from_slice(insn);
+    let resume = code.len();
+    let mut a = CodeAssembler::new(64).unwrap();
     for (i, r) in GPRS.iter().enumerate() {
         if i == 4 || i == 7 {
             continue;
@@ -290,7 +367,8 @@ fn build_native(at: u64, insn: &[u8]) -> Vec<u8> {
     }
     a.cld().unwrap();
     a.ret().unwrap();
-    a.assemble(at).unwrap()
+    code.extend(a.assemble(at + resume as u64).unwrap());
+    (code, resume)
 }
 
 /// Encode one instruction (no RIP-relative operands).
