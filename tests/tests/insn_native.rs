@@ -50,6 +50,10 @@ fn is_sse(c: Code) -> bool {
 }
 
 fn run_group(name: &str, pred: impl Fn(Code) -> bool) {
+    // One group at a time: random memory operands may point near pages another test
+    // thread maps or unmaps, which would make the native and emulated runs see different
+    // mappings.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let codes: Vec<Code> = blockscope::frontend::lifted_codes()
         .into_iter()
         .filter(|c| pred(*c) && filter_accepts(*c))
@@ -63,6 +67,8 @@ fn run_group(name: &str, pred: impl Fn(Code) -> bool) {
         rep.failures.keys().cloned().collect::<Vec<_>>().join(", ")
     );
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn gpr_forms_match_host() {
@@ -88,6 +94,7 @@ fn string_forms_match_host() {
 /// native execution work and are deterministic (two runs of one input agree).
 #[test]
 fn native_runs_of_all_forms_are_deterministic() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let codes: Vec<Code> = Code::values()
         .filter(|c| blockscope_tests::gen::check_form(*c).is_ok() && filter_accepts(*c))
         .collect();
