@@ -355,3 +355,9 @@ impl Plugins {
         })
     }
 }
+
+// The run's plugins are shared by every vCPU thread.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Plugins>();
+};
