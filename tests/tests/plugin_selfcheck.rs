@@ -40,6 +40,11 @@ fn selfcheck_counts_agree_in_the_interpreter() {
 }
 
 #[test]
+fn selfcheck_counts_agree_in_the_jit() {
+    check_tier(Tier::Jit, "selfcheck-jit");
+}
+
+#[test]
 fn selfcheck_counts_agree_in_auto_tier() {
     check_tier(Tier::Auto, "selfcheck-auto");
 }
