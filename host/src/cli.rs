@@ -6,7 +6,8 @@
 //! for the native program, a shell prints 128+N); 2 when blockscope cannot start the
 //! program or the command line is wrong, with one line `blockscope: ...` on stderr.
 
-use blockscope::config::{Config, Tier};
+use blockscope::config::{self, Config, Tier};
+use blockscope::plugin;
 use blockscope::user::{self, Launch};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -18,7 +19,11 @@ Exit status of `blockscope run`:
            with the same signal, so the wait status is the native one (139 = SIGSEGV,
            134 = SIGABRT, 132 = SIGILL, also for unimplemented instructions)
   2        blockscope could not start the program (missing, unreadable, not an ELF,
-           not x86-64) or the command line is invalid; one line on stderr";
+           not x86-64) or the command line is invalid, or a --plugin cannot be loaded
+           (missing, not a plugin, other ABI version, unknown argument, install
+           failed); one line on stderr
+  3        a plugin failed while the guest ran (panic, rejected injection); it is
+           named on stderr and the other plugins still wrote their outputs";
 
 /// blockscope: an x86-64 emulator built for instrumentation.
 #[derive(Parser, Debug)]
@@ -33,6 +38,15 @@ enum Cmd {
     /// Run a Linux x86-64 program under emulation (user mode, like qemu-x86_64).
     #[command(after_help = EXIT_STATUS)]
     Run(RunArgs),
+    /// List the shipped plugins with their arguments.
+    Plugins,
+    /// Print or summarize a trace written by the memtrace plugin.
+    #[command(disable_help_flag = true)]
+    Memtrace {
+        /// [--summary] [--limit N] TRACE_FILE
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -72,7 +86,40 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run(a) => run(a),
+        Cmd::Plugins => {
+            let exe_dir = exe_dir();
+            print!("{}", plugin::list_shipped(exe_dir.as_deref(), &config::plugin_search_path()));
+            0
+        }
+        Cmd::Memtrace { args } => {
+            let stdout = std::io::stdout();
+            match plugin::memtrace::memtrace_main(&args, &mut stdout.lock()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("blockscope: memtrace: {e}");
+                    2
+                }
+            }
+        }
     }
+}
+
+/// The directory of the blockscope executable (plugins are looked up there first).
+fn exe_dir() -> Option<std::path::PathBuf> {
+    std::env::current_exe().ok()?.parent().map(|p| p.to_path_buf())
+}
+
+/// Load and install the `--plugin` options; one line and exit status 2 on error.
+fn load_plugins(specs: &[String]) -> Result<std::sync::Arc<plugin::Plugins>, i32> {
+    let fail = |e: plugin::PluginError| {
+        eprintln!("blockscope: {e}");
+        e.exit_status()
+    };
+    let specs: Vec<plugin::PluginSpec> =
+        specs.iter().map(|s| plugin::parse_spec(s)).collect::<Result<_, _>>().map_err(fail)?;
+    let p = plugin::Plugins::load(&specs, exe_dir().as_deref(), &config::plugin_search_path())
+        .map_err(fail)?;
+    Ok(std::sync::Arc::new(p))
 }
 
 fn run(a: RunArgs) -> i32 {
@@ -87,17 +134,17 @@ fn run(a: RunArgs) -> i32 {
         plugins: a.plugins,
         ..Config::default()
     };
-    if !config.plugins.is_empty() {
-        eprintln!("blockscope: plugins are not available yet");
-        return 2;
-    }
+    let plugins = match load_plugins(&config.plugins) {
+        Ok(p) => p,
+        Err(status) => return status,
+    };
     let mut cmd = a.command.into_iter();
     let Some(prog) = cmd.next() else {
         eprintln!("blockscope: missing program");
         return 2;
     };
     let launch = Launch { prog: prog.clone(), args: cmd.collect(), argv0: a.argv0 };
-    match user::run(config, &launch) {
+    match user::run_with_plugins(config, &launch, plugins) {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("blockscope: {}: {e}", prog.to_string_lossy());

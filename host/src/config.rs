@@ -49,3 +49,11 @@ impl Default for Config {
         }
     }
 }
+
+/// Directories searched for `--plugin NAME` after the executable's own directory:
+/// `BLOCKSCOPE_PLUGIN_PATH` (colon-separated).
+pub fn plugin_search_path() -> Vec<std::path::PathBuf> {
+    std::env::var("BLOCKSCOPE_PLUGIN_PATH")
+        .map(|v| v.split(':').filter(|s| !s.is_empty()).map(Into::into).collect())
+        .unwrap_or_default()
+}

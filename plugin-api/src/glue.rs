@@ -26,6 +26,30 @@ pub struct Instance<P> {
     poisoned: AtomicBool,
 }
 
+thread_local! {
+    /// Depth of plugin calls under `catch_unwind` on this thread.
+    static GUARDED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Run `f` with panics caught, and silence the default panic message for them: the host
+/// reports the panic in one line with the plugin's name instead. Panics elsewhere (e.g. a
+/// thread the plugin spawned) still print as usual.
+fn catch<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(|g| g.get()) == 0 {
+                prev(info)
+            }
+        }));
+    });
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    r
+}
+
 fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = e.downcast_ref::<&str>() {
         (*s).to_string()
@@ -42,7 +66,7 @@ impl<P: Plugin> Instance<P> {
         if self.poisoned.load(Ordering::Relaxed) {
             return None;
         }
-        match catch_unwind(AssertUnwindSafe(f)) {
+        match catch(f) {
             Ok(r) => Some(r),
             Err(e) => {
                 self.poisoned.store(true, Ordering::Relaxed);
@@ -83,7 +107,7 @@ extern "C" fn install<P: Plugin>(
 ) -> bool {
     let host = Host::new(api);
     let args = Args::from_raw(args);
-    match catch_unwind(AssertUnwindSafe(|| P::install(host, &args))) {
+    match catch(|| P::install(host, &args)) {
         Ok(Ok(plugin)) => {
             let inst = Box::new(Instance { plugin, host, poisoned: AtomicBool::new(false) });
             *out = Box::into_raw(inst) as usize as u64;

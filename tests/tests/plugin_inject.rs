@@ -132,3 +132,35 @@ fn the_verifier_rejects_ops_that_reach_beyond_the_plugin() {
         assert_eq!(c["insns_inline"], 603, "{bad}: the other plugin still counts right");
     }
 }
+
+#[test]
+fn the_ir_verifier_checks_plugin_memory_ops() {
+    let mut b = small_block();
+    b.ops.insert(
+        0,
+        Op::PluginLoad { w: Width::W64, dst: Slot::temp(1), off: 4, idx: None, mask: 0 },
+    );
+    b.temps = 2;
+    b.insns[1].first_op += 1;
+    assert_eq!(
+        blockscope::ir::verify(&b).unwrap_err().to_string(),
+        "op 0: misaligned plugin memory access"
+    );
+    b.ops[0] = Op::PluginLoad {
+        w: Width::W8,
+        dst: Slot::temp(1),
+        off: 3,
+        idx: Some(Slot(slot::RAX)),
+        mask: 5,
+    };
+    assert!(blockscope::ir::verify(&b).is_err(), "mask 5 is not a power of two minus one");
+    b.ops[0] = Op::PluginLoad {
+        w: Width::W8,
+        dst: Slot::temp(1),
+        off: 3,
+        idx: Some(Slot(slot::RAX)),
+        mask: 7,
+    };
+    blockscope::ir::verify(&b).unwrap();
+    assert_eq!(b.ops[0].to_string(), "t1 = pload.i8 [pmem+0x3 + (%rax & 0x7)*1]");
+}

@@ -40,6 +40,58 @@ fn selfcheck_counts_agree_in_the_interpreter() {
 }
 
 #[test]
+fn selfcheck_counts_agree_in_the_jit() {
+    check_tier(Tier::Jit, "selfcheck-jit");
+}
+
+#[test]
 fn selfcheck_counts_agree_in_auto_tier() {
     check_tier(Tier::Auto, "selfcheck-auto");
+}
+
+/// Two guest threads on one engine: per-thread scoreboards, shared callbacks.
+#[test]
+fn counts_are_per_thread_and_add_up() {
+    use blockscope::exec::{Engine, Exit, Vcpu};
+    let g = loop_guest();
+    let dir = scratch("selfcheck-threads");
+    let (sc, cnt) = (dir.join("selfcheck.txt"), dir.join("count.txt"));
+    let plugins = Arc::new(
+        load(&[
+            &format!("selfcheck,out={}", sc.display()),
+            &format!("count,mode=insn,out={}", cnt.display()),
+        ])
+        .unwrap(),
+    );
+    let engine = Engine::with_plugins(
+        blockscope::config::Config { tier: Tier::Interp, ..Default::default() },
+        plugins.clone(),
+    );
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (engine, shared, code, stack) =
+                (engine.clone(), g.shared.clone(), g.code, g.stack_top - t * 0x4000);
+            std::thread::spawn(move || {
+                let mut cpu = blockscope::cpu::CpuState::new_user();
+                cpu.set_rip(code);
+                cpu.set_gpr(4, stack);
+                let mut v = Vcpu::new(engine, cpu, blockscope::mem::Direct::new(shared));
+                assert_eq!(v.run(), Exit::Syscall);
+                v.engine.plugins.vcpu_exit(&v.cpu);
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    plugins.on_exit().unwrap();
+    let c = parse_counts(&std::fs::read_to_string(&sc).unwrap());
+    assert_eq!(c["vcpus"], 2);
+    assert_eq!(c["insns_inline"], 2 * 603);
+    assert_eq!(c["insns_callback"], 2 * 603);
+    assert_eq!(c["mems_callback"], 2 * 300);
+    let text = std::fs::read_to_string(&cnt).unwrap();
+    assert!(
+        text.contains("thread 0: insns=603 blocks=101\nthread 1: insns=603 blocks=101\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("total: insns=1206 blocks=202 threads=2\n"), "{text}");
 }

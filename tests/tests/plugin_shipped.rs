@@ -7,7 +7,7 @@ use blockscope::config::Tier;
 use plugin_common::*;
 use std::sync::Arc;
 
-const TIERS: &[Tier] = &[Tier::Interp, Tier::Auto];
+const TIERS: &[Tier] = &[Tier::Interp, Tier::Jit, Tier::Auto];
 
 fn run_with(specs: &[String], tier: Tier) -> Arc<blockscope::plugin::Plugins> {
     let g = loop_guest();

@@ -254,6 +254,45 @@ impl Plugins {
         self.run.modules.write().unwrap_or_else(|e| e.into_inner()).add(m);
     }
 
+    /// An ELF file was loaded with load bias `bias` (user mode: the program and its
+    /// interpreter). Reads its segments to record the module.
+    pub fn on_elf_loaded(&self, path: &str, bias: u64) {
+        if self.entries.is_empty() {
+            return;
+        }
+        if let Some(x) = modules::elf_extent(path) {
+            self.on_module_load(path, x.start + bias, x.end + bias, bias, x.entry + bias);
+        }
+    }
+
+    /// A file was mapped executable at `addr` from file offset `offset` (user mode: the
+    /// dynamic loader mapping a shared library). Records the module if the file is an ELF
+    /// with a load segment at that offset.
+    pub fn on_file_mmap(&self, path: &str, addr: u64, offset: u64) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let Some(x) = modules::elf_extent(path) else { return };
+        let Some(&(_, vaddr)) = x.segments.iter().find(|s| s.0 == offset & !0xfff) else {
+            return;
+        };
+        let bias = addr.wrapping_sub(vaddr);
+        let (start, end) = (x.start.wrapping_add(bias), x.end.wrapping_add(bias));
+        let known = {
+            let mods = self.run.modules.read().unwrap_or_else(|e| e.into_inner());
+            mods.find(start).is_some_and(|m| m.path == path && m.start == start)
+        };
+        if !known {
+            self.on_module_load(path, start, end, bias, x.entry.wrapping_add(bias));
+        }
+    }
+
+    /// In a forked child: its copy of the plugins must not write outputs at exit (the
+    /// parent does; the child would overwrite them).
+    pub fn forget_after_fork(&self) {
+        self.exited.store(true, Ordering::Release);
+    }
+
     /// A vCPU (guest thread) starts: give it an index and its plugin memory, then tell the
     /// plugins. Call before it runs any block.
     pub fn vcpu_init(&self, cpu: &mut CpuState) {
@@ -355,3 +394,9 @@ impl Plugins {
         })
     }
 }
+
+// The run's plugins are shared by every vCPU thread.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Plugins>();
+};

@@ -112,3 +112,30 @@ impl ModuleMap {
         self.mods.iter().rev().find(|m| m.start <= pc && pc < m.end).map(|m| &**m)
     }
 }
+
+/// The load segments of an ELF file: lowest address, end of the highest segment, entry
+/// point and, per segment, `(file offset, address)` rounded down to pages (file addresses).
+pub struct Extent {
+    /// Lowest segment address.
+    pub start: u64,
+    /// End of the highest segment.
+    pub end: u64,
+    /// Entry point.
+    pub entry: u64,
+    /// `(page-aligned file offset, page-aligned address)` of each segment.
+    pub segments: Vec<(u64, u64)>,
+}
+
+/// Read the load segments of the ELF file at `path`.
+pub fn elf_extent(path: &str) -> Option<Extent> {
+    use object::ObjectSegment;
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let (mut start, mut end, mut segments) = (u64::MAX, 0u64, Vec::new());
+    for s in file.segments() {
+        start = start.min(s.address());
+        end = end.max(s.address() + s.size());
+        segments.push((s.file_range().0 & !0xfff, s.address() & !0xfff));
+    }
+    (start < end).then_some(Extent { start, end, entry: file.entry(), segments })
+}

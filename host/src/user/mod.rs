@@ -182,6 +182,16 @@ fn stack_size() -> u64 {
 
 /// Load and run a program; returns only if it cannot be started.
 pub fn run(config: Config, launch: &Launch) -> Result<std::convert::Infallible, LoadError> {
+    run_with_plugins(config, launch, Arc::new(crate::plugin::Plugins::none()))
+}
+
+/// `run` with plugins (loaded by the caller): they instrument every block, see module
+/// loads, syscalls and thread exits, and flush when the process exits.
+pub fn run_with_plugins(
+    config: Config,
+    launch: &Launch,
+    plugins: Arc<crate::plugin::Plugins>,
+) -> Result<std::convert::Infallible, LoadError> {
     let target = resolve_program(&launch.prog)?;
     let argv0 = launch.argv0.clone().unwrap_or_else(|| launch.prog.clone());
     let mut argv: Vec<Vec<u8>> = vec![argv0.into_vec()];
@@ -197,6 +207,10 @@ pub fn run(config: Config, launch: &Launch) -> Result<std::convert::Infallible, 
     let shared = DirectShared::new();
     set_foreign_fault_hook(sys::on_foreign_fault);
     let loaded = elf::load(&exe_path, &shared)?;
+    plugins.on_elf_loaded(&exe.to_string_lossy(), loaded.main.bias);
+    if let (Some(path), Some(img)) = (&loaded.main.interp, &loaded.interp) {
+        plugins.on_elf_loaded(path, img.bias);
+    }
 
     let size = stack_size();
     let base = shared
@@ -219,7 +233,7 @@ pub fn run(config: Config, launch: &Launch) -> Result<std::convert::Infallible, 
 
     let brk = page_ceil(loaded.main.end);
     let proc = Arc::new(Process {
-        engine: Engine::new(config.clone()),
+        engine: Engine::with_plugins(config.clone(), plugins),
         shared,
         config,
         exe,

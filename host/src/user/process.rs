@@ -43,6 +43,8 @@ pub struct Process {
 impl Process {
     /// End the process with `code` (exit_group).
     pub fn exit(&self, code: i32) -> ! {
+        // Plugins flush; one that failed while running makes the exit status its own.
+        let code = self.engine.plugins.on_exit().map_or_else(|e| e.exit_status(), |()| code);
         if self.config.strace {
             self.strace_line(&format!("+++ exited with {} +++", code & 0xff));
         }
@@ -51,6 +53,7 @@ impl Process {
 
     /// End the process by signal `sig`, as the kernel's default action does.
     pub fn die(&self, sig: i32) -> ! {
+        let _ = self.engine.plugins.on_exit();
         if self.config.strace {
             self.strace_line(&format!("+++ killed by {} +++", signal::sig_name(sig)));
         }
@@ -78,6 +81,7 @@ impl Process {
 
     /// In a forked child: this thread is the only one.
     pub fn after_fork_child(&self, keep: &ThreadSignalsGuard) {
+        self.engine.plugins.forget_after_fork();
         self.live_threads.store(1, Ordering::SeqCst);
         self.main_tid.store(sys::gettid(), Ordering::SeqCst);
         sys::forget_other_threads(keep);
@@ -155,6 +159,7 @@ pub fn thread_exit(mut t: Thread, code: i32) {
         }
     }
     let proc = t.proc.clone();
+    proc.engine.plugins.vcpu_exit(&t.vcpu.cpu);
     let left = proc.live_threads.fetch_sub(1, Ordering::SeqCst) - 1;
     if left == 0 {
         proc.exit(code);

@@ -79,8 +79,14 @@ pub fn run(g: &Guest, plugins: Arc<Plugins>, tier: Tier) -> Box<CpuState> {
     let mut cpu = CpuState::new_user();
     cpu.set_rip(g.code);
     cpu.set_gpr(4, g.stack_top);
-    let mut v = Vcpu::new(engine, cpu, Direct::new(g.shared.clone()));
-    match v.run() {
+    let mut v = Vcpu::new(engine.clone(), cpu, Direct::new(g.shared.clone()));
+    let r = v.run();
+    if tier == Tier::Jit {
+        use std::sync::atomic::Ordering::Relaxed;
+        assert!(engine.jit.compiled.load(Relaxed) > 0, "blocks were compiled");
+        assert_eq!(engine.jit.failed.load(Relaxed), 0, "no block failed to compile");
+    }
+    match r {
         Exit::Syscall => v.cpu.clone(),
         other => panic!("guest stopped with {other:?} at {:#x}", v.cpu.rip()),
     }

@@ -45,7 +45,7 @@ use super::chain::{ExitSlot, IND_SHIFT, IND_SIZE, SLOT_TARGET};
 use super::exits::{kind, FaultSite};
 use super::regs::{Regs, SlotState};
 use super::rt::{rmw_code, status, RtFn, CTX_BUDGET, CTX_FAULT_SITE, CTX_IND_TABLE, CTX_LAST_EXIT};
-use crate::cpu::Fault;
+use crate::cpu::{Fault, Width};
 use crate::ir::{Block, Op, Slot, Term};
 use crate::mem::DirectAccessors;
 use cranelift_codegen::ir::{
@@ -541,7 +541,82 @@ impl Lower<'_, '_> {
                 self.on_exit(target, mode, &mut s2);
                 self.fb.switch_to_block(cont);
             }
+            Op::PluginLoad { w, dst, off, idx, mask } => {
+                let a = self.plugin_addr(st, w, off, idx, mask);
+                let f = MemFlagsData::trusted();
+                let v = match w {
+                    Width::W8 => self.fb.ins().uload8(types::I64, f, a, 0),
+                    Width::W16 => self.fb.ins().uload16(types::I64, f, a, 0),
+                    Width::W32 => self.fb.ins().uload32(f, a, 0),
+                    Width::W64 => self.fb.ins().load(types::I64, f, a, 0),
+                };
+                self.write(st, dst, v);
+            }
+            Op::PluginStore { w, val, off, idx, mask } => {
+                let v = self.read(st, val);
+                let a = self.plugin_addr(st, w, off, idx, mask);
+                let f = MemFlagsData::trusted();
+                match w {
+                    Width::W8 => self.fb.ins().istore8(f, v, a, 0),
+                    Width::W16 => self.fb.ins().istore16(f, v, a, 0),
+                    Width::W32 => self.fb.ins().istore32(f, v, a, 0),
+                    Width::W64 => self.fb.ins().store(f, v, a, 0),
+                };
+            }
+            Op::CallPlugin { call, args, nargs, cond } => {
+                // The callback reads and writes no guest state: no write-back, no reload.
+                let mut a = [self.konst(0); 4];
+                for (k, s) in args.iter().take((nargs as usize).min(4)).enumerate() {
+                    a[k] = self.read(st, *s);
+                }
+                let cont = cond.map(|c| {
+                    let cv = self.read(st, c);
+                    let (go, cont) = (self.fb.create_block(), self.fb.create_block());
+                    self.fb.ins().brif(cv, go, &[], cont, &[]);
+                    self.fb.seal_block(go);
+                    self.fb.switch_to_block(go);
+                    cont
+                });
+                let mut sig = Signature::new(CallConv::SystemV);
+                sig.params.push(AbiParam::new(types::I64)); // &PluginSite
+                sig.params.push(AbiParam::new(types::I32)); // vcpu index
+                sig.params.extend([AbiParam::new(types::I64); 4]);
+                let sig = self.fb.import_signature(sig);
+                let site = self.konst(&call.site as *const crate::ir::PluginSite as u64);
+                let off = std::mem::offset_of!(crate::cpu::CpuState, vcpu_index) as i32;
+                let vcpu = self.fb.ins().load(types::I32, MemFlagsData::trusted(), self.cpu, off);
+                let func = self.konst(call.func as usize as u64);
+                self.fb.ins().call_indirect(sig, func, &[site, vcpu, a[0], a[1], a[2], a[3]]);
+                if let Some(cont) = cont {
+                    self.fb.ins().jump(cont, &[]);
+                    self.fb.seal_block(cont);
+                    self.fb.switch_to_block(cont);
+                }
+            }
             _ => unreachable!("pure ops are lowered by arith::lower_pure"),
+        }
+    }
+
+    /// Host address of a plugin-memory access: `cpu.plugin_mem_base + off + (idx & mask) * w`.
+    fn plugin_addr(
+        &mut self,
+        st: &mut SlotState,
+        w: Width,
+        off: u32,
+        idx: Option<Slot>,
+        mask: u32,
+    ) -> Value {
+        let base_off = std::mem::offset_of!(crate::cpu::CpuState, plugin_mem_base) as i32;
+        let base = self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.cpu, base_off);
+        let base = self.fb.ins().iadd_imm_s(base, off as i64);
+        match idx {
+            None => base,
+            Some(i) => {
+                let i = self.read(st, i);
+                let i = self.fb.ins().band_imm_u(i, mask as i64);
+                let i = self.fb.ins().ishl_imm_u(i, w.bytes().trailing_zeros() as i64);
+                self.fb.ins().iadd(base, i)
+            }
         }
     }
 

@@ -58,6 +58,13 @@ pub fn mmap(t: &mut Thread, a: &[u64; 6]) -> i64 {
         Ok(p) => {
             unrecord(t, p, p + len);
             t.proc.shared.map(p, len, Prot(gprot));
+            let plugins = &t.proc.engine.plugins;
+            if !plugins.is_empty() && gprot & Prot::EXEC != 0 && flags & libc::MAP_ANONYMOUS == 0 {
+                // A file mapped executable (a shared library): tell the plugins.
+                if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", a[4] as i32)) {
+                    plugins.on_file_mmap(&path.to_string_lossy(), p, a[5]);
+                }
+            }
             p as i64
         }
     }

@@ -54,7 +54,11 @@ pub fn handle(t: &mut Thread) -> Option<i32> {
     if no_return && t.proc.config.strace {
         log(t, nr, &args, None);
     }
+    t.proc.engine.plugins.on_syscall(&t.vcpu.cpu, nr, &args);
     let r = dispatch(t, nr, &args);
+    if let Sc::Ret(v) = r {
+        t.proc.engine.plugins.on_syscall_ret(&t.vcpu.cpu, nr, v as u64);
+    }
     match r {
         Sc::Ret(v) => {
             let v = if v == ERESTART_BEFORE || v == EINTR {
