@@ -365,3 +365,38 @@ fn push_pop_leave_match_the_cpu() {
         }
     }
 }
+
+/// An instruction whose stores hit a page of translated code more than once (ENTER with a
+/// stack on the code page) still completes: the second code write must not cut it short.
+#[test]
+fn enter_on_a_code_page_completes() {
+    let mut emu = Emu::new();
+    let page = emu.alloc_rwx(4096);
+    for tier in TIERS {
+        for level in [0u64, 1, 2, 3] {
+            let rsp = page + 3000;
+            let rbp = page + 3600;
+            let mut cpu = CpuState::new_user();
+            cpu.set_gpr(4, rsp);
+            cpu.set_gpr(5, rbp);
+            emu.poke(rbp - 64, &(0..64u8).collect::<Vec<_>>());
+            // enter 16, level ; the snippet sits at the start of the same page
+            let code = [0xc8, 16, 0, level as u8];
+            let end = emu.run_cpu_at(page, &code, &mut cpu, tier);
+            assert_eq!(end, EmuEnd::Done, "{tier:?} level {level}");
+            let frame = rsp - 8;
+            assert_eq!(cpu.gpr(5), frame, "{tier:?} level {level}: rbp");
+            assert_eq!(cpu.gpr(4), frame - 8 * level - 16, "{tier:?} level {level}: rsp");
+            let word = |emu: &mut Emu, a: u64| {
+                u64::from_le_bytes(emu.peek(a, 8).try_into().expect("8 bytes"))
+            };
+            assert_eq!(word(&mut emu, frame), rbp, "saved rbp");
+            for k in 1..level {
+                assert_eq!(word(&mut emu, frame - 8 * k), word(&mut emu, rbp - 8 * k), "copy {k}");
+            }
+            if level > 0 {
+                assert_eq!(word(&mut emu, frame - 8 * level), frame, "frame pointer pushed");
+            }
+        }
+    }
+}

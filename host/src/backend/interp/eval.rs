@@ -255,43 +255,34 @@ pub fn run_block(b: &Block, cpu: &mut CpuState, mem: &mut dyn GuestMemory) -> Bl
             return BlockExit::Fault { fault, next };
         }
         Stop::CodeWritten(i) => {
-            // Finish the writing instruction, then leave at the next one.
+            // Finish the writing instruction: later code-write reports (the flag stays set
+            // until the exec loop takes it) do not stop it; a fault or an exit does. Then
+            // leave at the next instruction, or, after the last one, take the terminator.
             let k = b.insn_of_op(i);
-            if k + 1 < b.insns.len() {
-                let end = b.insns[k + 1].first_op as usize;
-                match exec_ops(&b.ops[i + 1..end], i + 1, cpu, mem) {
-                    Stop::Fault(i2, fault) => {
+            let last = k + 1 >= b.insns.len();
+            let end = if last { b.ops.len() } else { b.insns[k + 1].first_op as usize };
+            let mut from = i + 1;
+            loop {
+                match exec_ops(&b.ops[from..end], from, cpu, mem) {
+                    Stop::CodeWritten(j) => from = j + 1,
+                    Stop::Fault(_, fault) => {
                         run_fixups(b, k, cpu, mem);
-                        let _ = i2;
-                        cpu.set_rip(b.insns[k].pc);
-                        return BlockExit::Fault { fault, next: b.insns[k + 1].pc };
+                        let m = b.insns.get(k).copied();
+                        let (pc, next) = m.map_or((b.pc, b.pc), |m| (m.pc, m.pc + m.len as u64));
+                        cpu.set_rip(pc);
+                        return BlockExit::Fault { fault, next };
                     }
                     Stop::Exit(pc) => {
                         cpu.set_rip(pc);
                         return BlockExit::Jump(pc);
                     }
-                    Stop::Done | Stop::CodeWritten(_) => {}
+                    Stop::Done => break,
                 }
+            }
+            if !last {
                 run_fixups(b, k + 1, cpu, mem);
                 cpu.set_rip(b.insns[k + 1].pc);
                 return BlockExit::CodeWritten;
-            }
-            // The last instruction wrote code: finish the block normally; the exec loop
-            // checks `code_written` after every block. Its remaining ops may still leave
-            // (a REP op's restart exit) or fault.
-            match exec_ops(&b.ops[i + 1..], i + 1, cpu, mem) {
-                Stop::Exit(pc) => {
-                    cpu.set_rip(pc);
-                    return BlockExit::Jump(pc);
-                }
-                Stop::Fault(_, fault) => {
-                    run_fixups(b, k, cpu, mem);
-                    let m = b.insns.get(k).copied();
-                    let (pc, next) = m.map_or((b.pc, b.pc), |m| (m.pc, m.pc + m.len as u64));
-                    cpu.set_rip(pc);
-                    return BlockExit::Fault { fault, next };
-                }
-                Stop::Done | Stop::CodeWritten(_) => {}
             }
         }
     }

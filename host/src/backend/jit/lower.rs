@@ -13,10 +13,11 @@
 //!   helper that reports `code_written`, the rest of instruction k runs in `CwMid(k)` and
 //!   the block leaves before k+1 with `CodeWritten` (running k+1's fix-ups), or, when k is
 //!   the last instruction, the rest of the block runs in `CwLast`.
-//! - `CwMid(k)`: a fault runs k's fix-ups with `next` = k+1's pc; another code write (or
-//!   the end of k) leaves with `CodeWritten`; `ExitIf` leaves normally.
-//! - `CwLast`: any stop (fault, exit, code write) silently ends the op sequence and the
-//!   terminator decides the exit, as the interpreter ignores that run's stop reason.
+//! - `CwMid(k)`: a fault runs k's fix-ups with `next` = k+1's pc; a further code-write
+//!   report is not a stop (the flag stays set until the exec loop takes it); the end of k
+//!   leaves with `CodeWritten`; `ExitIf` leaves normally.
+//! - `CwLast`: as `Normal` for faults and exits (a REP op's restart exit must be taken);
+//!   further code-write reports are not stops; the end of the block takes the terminator.
 //!
 //! The code-written continuation is emitted as a copy of the remaining ops of the
 //! instruction on the cold path, so the hot path pays one status test per memory op.
@@ -422,6 +423,15 @@ impl Lower<'_, '_> {
         st: &SlotState,
         may_cw: bool,
     ) {
+        // After a code write in this instruction (CwMid/CwLast), later code-write reports
+        // are not stops: the instruction runs on as in the interpreter.
+        let (status, may_cw) = if may_cw && mode != Mode::Normal {
+            let is_cw = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::CODE_WRITTEN as i64);
+            let zero = self.fb.ins().iconst(types::I64, 0);
+            (self.fb.ins().select(is_cw, zero, status), false)
+        } else {
+            (status, may_cw)
+        };
         let cont = self.branch_cold(status);
         if may_cw {
             let is_cw = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::CODE_WRITTEN as i64);
@@ -657,15 +667,12 @@ impl Lower<'_, '_> {
                 self.fixups(k, st);
                 self.fault_exit(st, b.insns[k].pc, fault, b.insns[k + 1].pc)
             }
-            Mode::CwLast => self.terminator(st),
+            Mode::CwLast => self.on_fault(i, Mode::Normal, fault, st),
         }
     }
 
-    fn on_exit(&mut self, target: u64, mode: Mode, st: &mut SlotState) {
-        match mode {
-            Mode::Normal | Mode::CwMid(_) => self.exit_direct(st, target),
-            Mode::CwLast => self.terminator(st),
-        }
+    fn on_exit(&mut self, target: u64, _mode: Mode, st: &mut SlotState) {
+        self.exit_direct(st, target)
     }
 
     /// Op `i` succeeded and reported that translated code was written.
