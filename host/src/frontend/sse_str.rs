@@ -45,14 +45,16 @@ pub fn pcmpstr(a: u128, la: u32, b: u128, lb: u32, imm: u8) -> StrCmp {
     let signed = imm & 2 != 0;
     let n: u32 = if words { 8 } else { 16 };
     let bits = if words { 16 } else { 8 };
-    let elem = |x: u128, i: u32| -> i64 {
-        let v = (x >> (i * bits)) as u64 & simd::mask(bits);
-        if signed {
-            simd::sx(v, bits)
-        } else {
-            v as i64
+    let elems = |x: u128| -> [i64; 16] {
+        let mut e = [0i64; 16];
+        for (i, v) in e.iter_mut().enumerate().take(n as usize) {
+            let raw = (x >> (i as u32 * bits)) as u64 & simd::mask(bits);
+            *v = if signed { simd::sx(raw, bits) } else { raw as i64 };
         }
+        e
     };
+    let (ea, eb) = (elems(a), elems(b));
+    let elem = |x: &[i64; 16], i: u32| x[i as usize];
     let agg = (imm >> 2) & 3;
     // BoolRes[j][i] compares b[j] with a[i]; invalid elements force a fixed value.
     let over = |j: u32, i: u32, raw: bool| -> bool {
@@ -67,15 +69,16 @@ pub fn pcmpstr(a: u128, la: u32, b: u128, lb: u32, imm: u8) -> StrCmp {
     for j in 0..n {
         let bit = match agg {
             // Equal any.
-            0 => (0..n).any(|i| over(j, i, elem(b, j) == elem(a, i))),
+            0 => (0..n).any(|i| over(j, i, elem(&eb, j) == elem(&ea, i))),
             // Ranges: a[i] <= b[j] <= a[i + 1] for even i.
             1 => (0..n).step_by(2).any(|i| {
-                over(j, i, elem(a, i) <= elem(b, j)) && over(j, i + 1, elem(b, j) <= elem(a, i + 1))
+                over(j, i, elem(&ea, i) <= elem(&eb, j))
+                    && over(j, i + 1, elem(&eb, j) <= elem(&ea, i + 1))
             }),
             // Equal each.
-            2 => over(j, j, elem(b, j) == elem(a, j)),
+            2 => over(j, j, elem(&eb, j) == elem(&ea, j)),
             // Equal ordered: the needle a starts at b[j].
-            _ => (0..n - j).all(|i| over(j + i, i, elem(b, j + i) == elem(a, i))),
+            _ => (0..n - j).all(|i| over(j + i, i, elem(&eb, j + i) == elem(&ea, i))),
         };
         res1 |= (bit as u32) << j;
     }
