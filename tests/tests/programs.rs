@@ -126,6 +126,7 @@ guests! {
     hello: "one" "two words";
     intmath;
     fpmath;
+    fenv;
     strings;
     jumps;
     alarm;
