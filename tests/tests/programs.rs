@@ -135,6 +135,7 @@ guests! {
     hello: "one" "two words";
     intmath;
     fpmath;
+    fenv;
     strings;
     jumps;
     alarm;

@@ -29,13 +29,15 @@
 //! Safety contract. Each asm block (1) reads and writes only the memory of the frame
 //! passed to it by `&mut` (and, for x87 memory forms, the frame's `mem` buffer through
 //! `rdi`), and the registers it declares (rax, rdi, xmm0, xmm1, x87/MMX registers, flags);
-//! (2) saves the host's MXCSR (SSE) or the whole host x87 state (FNSAVE) first and restores
-//! it last, so no Rust code ever runs with guest control state loaded (an SSE block whose
+//! (2) saves the host's MXCSR (SSE) or x87 state first and restores it last (for x87 the
+//! control word over an initialized unit: all the SysV ABI asks of a callee, see
+//! `x87_asm`), so no Rust code ever runs with guest control state loaded (an SSE block whose
 //! guest MXCSR has the host's control bits skips the reload and may leave status flags set
 //! in the host MXCSR: sticky flags never change what Rust code computes); (3) never unmasks a
 //! host SIMD exception, and never runs a waiting x87 instruction over a pending unmasked
 //! exception, so it cannot trap; (4) uses no stack. Opcode bytes come from compile-time
-//! tables filtered by `x87_reg_ok`/`x87_mem_ok`, so no undefined opcode is executed.
+//! tables filtered by `x87_reg_ok`/`x87_mem_ok` (plus EMMS), so no undefined opcode is
+//! executed.
 #![allow(unsafe_code)]
 
 use std::arch::asm;
@@ -319,7 +321,8 @@ pub struct X87Frame {
     _pad: [u8; 4],
     /// The memory operand of memory forms.
     pub mem: [u8; 112],
-    host: [u8; 108],
+    /// The host's x87 control word while the guest's state is loaded.
+    host: u16,
     /// CF as seen by the instruction (FCMOVcc): bit 0.
     pub cf_in: u16,
     /// Arithmetic RFLAGS after the instruction (FCOMI & co.): lahf in bits 8..16, OF in 0.
@@ -328,14 +331,7 @@ pub struct X87Frame {
 
 impl Default for X87Frame {
     fn default() -> Self {
-        X87Frame {
-            img: [0; 108],
-            _pad: [0; 4],
-            mem: [0; 112],
-            host: [0; 108],
-            cf_in: 0,
-            flags_raw: 0,
-        }
+        X87Frame { img: [0; 108], _pad: [0; 4], mem: [0; 112], host: 0, cf_in: 0, flags_raw: 0 }
     }
 }
 
@@ -347,18 +343,24 @@ impl X87Frame {
 }
 
 /// Execute the x87 instruction `.byte $b1, $b2` with rdi = the frame's `mem`.
+///
+/// The host's x87 state needs no full save: at a call boundary the SysV ABI guarantees an
+/// empty x87 stack and makes only the control word callee-saved (the status word is
+/// scratch). So the block saves the control word, loads the guest image (FRSTOR), runs the
+/// instruction, saves the guest image (FNSAVE, which also re-initializes the unit: empty
+/// stack, no pending exception) and reloads the host control word.
 macro_rules! x87_asm {
     ($f:expr, $b1:expr, $b2:expr) => {{
         let f: &mut X87Frame = $f;
         let mem = f.mem.as_mut_ptr();
-        // SAFETY: the module's safety contract: the host x87 state is saved (FNSAVE, which
-        // also initializes the unit) before and restored (FRSTOR) after; the instruction
-        // is whitelisted, reads/writes at most the 112-byte `mem` buffer through rdi and
+        // SAFETY: the module's safety contract: the host control word is saved first and
+        // reloaded last over an initialized unit (see above); the instruction is
+        // whitelisted, reads/writes at most the 112-byte `mem` buffer through rdi and
         // cannot trap (`x87_run` refuses waiting instructions over pending exceptions);
         // the declared registers are the only ones touched.
         unsafe {
             asm!(
-                "fnsave [{f} + {host}]",
+                "fnstcw [{f} + {host}]",
                 "frstor [{f} + {img}]",
                 "bt word ptr [{f} + {cf}], 0",
                 ".byte {b1}, {b2}",
@@ -366,7 +368,7 @@ macro_rules! x87_asm {
                 "seto al",
                 "mov [{f} + {fl}], ax",
                 "fnsave [{f} + {img}]",
-                "frstor [{f} + {host}]",
+                "fldcw [{f} + {host}]",
                 f = in(reg) f as *mut X87Frame,
                 host = const offset_of!(X87Frame, host),
                 img = const offset_of!(X87Frame, img),
@@ -474,6 +476,8 @@ pub enum X87Insn {
     Reg(u8, u8),
     /// Memory form: the opcode byte and the ModRM /digit; the operand is `mem`.
     Mem(u8, u8),
+    /// EMMS (0F 77): what it does to TOP differs between CPUs, so the host decides.
+    Emms,
 }
 
 /// Why `x87_run` did not execute.
@@ -499,6 +503,7 @@ pub fn x87_run(insn: X87Insn, f: &mut X87Frame) -> Result<(), X87Refused> {
     }
     f.img[4..6].copy_from_slice(&sw.to_le_bytes());
     let (b1, b2) = match insn {
+        X87Insn::Emms => (0x0f, 0x77),
         X87Insn::Reg(b1, b2) => {
             if !(0xd8..=0xdf).contains(&b1) || b2 < 0xc0 || !x87_reg_ok(b1, b2) {
                 return Err(X87Refused::Opcode);
@@ -516,10 +521,10 @@ pub fn x87_run(insn: X87Insn, f: &mut X87Frame) -> Result<(), X87Refused> {
     if waits && pending {
         return Err(X87Refused::Pending);
     }
-    let row = (b1 - 0xd8) as usize;
     match insn {
-        X87Insn::Reg(..) => X87_REG[row][(b2 - 0xc0) as usize](f),
-        X87Insn::Mem(..) => X87_MEM[row][b2 as usize](f),
+        X87Insn::Emms => x87_op::<0x0f77>(f),
+        X87Insn::Reg(..) => X87_REG[(b1 - 0xd8) as usize][(b2 - 0xc0) as usize](f),
+        X87Insn::Mem(..) => X87_MEM[(b1 - 0xd8) as usize][b2 as usize](f),
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! FYL2XP1 FSIN FCOS FSINCOS FPTAN FPATAN), comparisons (FCOM FCOMP FCOMPP FUCOM FUCOMP
 //! FUCOMPP FICOM FICOMP FCOMI FCOMIP FUCOMI FUCOMIP FTST FXAM), FXCH, FCMOVcc, FFREE
 //! FFREEP FINCSTP FDECSTP FNOP, and control: FLDCW FNSTCW FNSTSW (AX, m16) FNINIT FNCLEX
-//! FWAIT FNSTENV FLDENV FNSAVE FRSTOR (32-bit operand-size formats).
+//! FWAIT FNSTENV FLDENV FNSAVE FRSTOR (32-bit operand-size formats), and EMMS (run on the
+//! host too: CPUs differ in what it does to TOP).
 //!
 //! Exactness strategy (a deliberate design decision): the guest's whole x87 state is kept
 //! in `CpuState::x87` and every computing instruction is executed by the host's own x87
@@ -58,7 +59,7 @@ lifts! {
     Fnop => lift_x87, Fldcw => lift_x87, Fldenv => lift_x87, Frstor => lift_x87,
     Fninit => lift_x87, Fnclex => lift_x87,
     Fnstsw => lift_fnstsw, Fnstcw => lift_fnstcw, Fnstenv => lift_fnstenv,
-    Fnsave => lift_fnsave, Wait => lift_wait,
+    Fnsave => lift_fnsave, Wait => lift_wait, Emms => lift_emms,
 }
 
 type R = Result<(), Unsupported>;
@@ -163,6 +164,7 @@ const KIND_FNSTSW: u64 = 3;
 const KIND_FNSTCW: u64 = 4;
 const KIND_FNSTENV: u64 = 5;
 const KIND_FNSAVE: u64 = 6;
+const KIND_EMMS: u64 = 7;
 
 /// Operand flags (bits 32..).
 const F_LOAD: u64 = 1 << 32;
@@ -221,8 +223,12 @@ fn host_x87(
     cf: u64,
 ) -> Result<u64, Fault> {
     let is_mem = c & 0xff == KIND_HOST_MEM;
-    let insn = if is_mem { X87Insn::Mem(b1, b2) } else { X87Insn::Reg(b1, b2) };
-    let waits = !(b1 == 0xdb && (b2 == 0xe2 || b2 == 0xe3) && !is_mem);
+    let insn = match c & 0xff {
+        KIND_EMMS => X87Insn::Emms,
+        KIND_HOST_MEM => X87Insn::Mem(b1, b2),
+        _ => X87Insn::Reg(b1, b2),
+    };
+    let waits = !(b1 == 0xdb && (b2 == 0xe2 || b2 == 0xe3) && c & 0xff == KIND_HOST_REG);
     if waits && pending(&cpu.x87) {
         return Err(Fault::X87);
     }
@@ -426,6 +432,14 @@ fn lift_fnsave(cx: &mut LiftCx<'_>) -> R {
     let a = cx.addr()?;
     let k = cx.konst(code(KIND_FNSAVE, 0, 0, 0, 0));
     cx.helper_void(&X87, &[k, a]);
+    Ok(())
+}
+
+fn lift_emms(cx: &mut LiftCx<'_>) -> R {
+    // Not an x87 arithmetic instruction: FIP/FDP/FOP stay.
+    let k = cx.konst(code(KIND_EMMS, 0x0f, 0x77, 0, F_CONTROL));
+    let z = cx.konst(0);
+    cx.helper_void(&X87, &[k, z, z]);
     Ok(())
 }
 
