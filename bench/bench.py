@@ -75,7 +75,7 @@ def build_workloads(quick):
         q = ("create table t(a integer, b text);"
              "with recursive c(x) as (select 1 union all select x+1 from c where x < %d) "
              "insert into t select x, hex(x*7919) from c;"
-             "select count(*), sum(a), max(b) from t where a % 3 = 1;" % (20000 if quick else 200000))
+             "select count(*), sum(a), max(b) from t where a %% 3 = 1;" % (20000 if quick else 200000))
         wl.append(("sqlite3 query", [sq, ":memory:", q], None))
     return wl
 
