@@ -95,13 +95,13 @@ fn not_elf_not_x86_64_unreadable() {
 }
 
 #[test]
-fn plugins_are_refused_for_now() {
-    let o = run_bs(&["run", "--plugin", "x.so", "--", "/bin/true"]);
+fn missing_plugin_is_one_line_and_status_2() {
+    let o = run_bs(&["run", "--plugin", "no-such-plugin.so", "--", "/bin/true"]);
     assert_eq!(o.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stderr).trim(),
-        "blockscope: plugins are not available yet"
-    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
+    assert!(err.starts_with("blockscope: "), "{err}");
+    assert!(err.contains("no-such-plugin.so"), "{err}");
 }
 
 #[test]
