@@ -645,7 +645,9 @@ impl Direct {
         mut again: impl FnMut() -> Ret,
         ok: impl Fn(&Ret) -> T,
     ) -> Result<T, Fault> {
-        let write_prot = r.status & (pf::PRESENT as u64) != 0 && r.status & ST_BUS == 0;
+        // Any write fault may hit a page we protected: a never-touched page faults as
+        // not-present (error code 6) even though only our protection refuses the write.
+        let write_prot = r.status & ST_BUS == 0;
         if write_prot && self.shared.take_write_fault(r.val) {
             self.code_writes.push(page_floor(r.val));
             let r2 = again();
@@ -701,7 +703,7 @@ impl GuestMemory for Direct {
         if r.status == 0 {
             return Ok(get(&io));
         }
-        let write_prot = r.status & (pf::PRESENT as u64) != 0;
+        let write_prot = r.status & ST_BUS == 0;
         if write_prot && self.shared.take_write_fault(r.val) {
             self.code_writes.push(page_floor(r.val));
             io = init;

@@ -12,7 +12,7 @@ use crate::mem::{GuestMemory, RmwOp};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Evaluate a binary op at width `w`.
-#[inline]
+#[inline(always)]
 pub fn eval_bin(op: BinOp, w: Width, a: u64, b: u64) -> u64 {
     let m = w.mask();
     let bits = w.bits();
@@ -68,7 +68,7 @@ pub fn eval_bin(op: BinOp, w: Width, a: u64, b: u64) -> u64 {
 }
 
 /// Evaluate a unary op at width `w`.
-#[inline]
+#[inline(always)]
 pub fn eval_un(op: UnOp, w: Width, a: u64) -> u64 {
     let m = w.mask();
     match op {
