@@ -206,7 +206,8 @@ impl Gen<'_> {
                 let (expected, new) = (self.src(), self.src());
                 Op::AtomicCas { w, addr, expected, new, dst: self.dst() }
             }
-            33..=35 => self.helper(),
+            33 | 34 => self.helper(),
+            35 => self.plugin_op(w),
             36 | 37 => Op::FaultIf { c: self.cond(), fault: self.rng.pick(&FAULTS) },
             _ => {
                 let target = if self.rng.chance(1, 4) {
@@ -218,6 +219,31 @@ impl Gen<'_> {
             }
         };
         self.push(op);
+    }
+
+    /// A plugin op: a (maybe conditional) callback, or a plugin-memory load or store.
+    fn plugin_op(&mut self, w: Width) -> Op {
+        let off = (self.rng.below(64) as u32) & !(w.bytes() as u32 - 1);
+        let mask = (64 / w.bytes() as u32) - 1;
+        let idx = if self.rng.chance(1, 2) { Some(self.src()) } else { None };
+        match self.rng.below(3) {
+            0 => {
+                let nargs = self.rng.below(5) as u8;
+                let mut args = [Slot(0); 4];
+                for a in args.iter_mut().take(nargs as usize) {
+                    *a = self.src();
+                }
+                let cond = if self.rng.chance(1, 2) { Some(self.src()) } else { None };
+                Op::CallPlugin {
+                    call: &PLUGIN_CALLS[self.rng.below(2) as usize],
+                    args,
+                    nargs,
+                    cond,
+                }
+            }
+            1 => Op::PluginLoad { w, dst: self.dst(), off, idx, mask },
+            _ => Op::PluginStore { w, val: self.src(), off, idx, mask },
+        }
     }
 
     fn helper(&mut self) -> Op {
@@ -368,6 +394,8 @@ fn random_self_loops_agree_with_repeated_interpretation() {
         let cpu = random_cpu(&mut rng);
         let mem = ScratchMem::new((0..MEM_LEN).map(|_| rng.next() as u8).collect());
         let (mut ci, mut mi) = (cpu.clone(), mem.clone());
+        set_plugin_mem(&mut ci, &plugin_words(&cpu));
+        PLUGIN_LOG.with(|l| l.borrow_mut().clear());
         let mut ei = BlockExit::Halt;
         for _ in 0..=k {
             ei = run_block(&b, &mut ci, &mut mi);
@@ -376,15 +404,21 @@ fn random_self_loops_agree_with_repeated_interpretation() {
                 break;
             }
         }
+        let log_i = PLUGIN_LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
         let (mut cj, mut mj) = (cpu.clone(), mem.clone());
+        set_plugin_mem(&mut cj, &plugin_words(&cpu));
         let mut chain = ChainState::default();
         chain.budget = k;
         let (ej, _) = tb.run_chained(&mut cj, &mut mj, &mut chain);
         if ej == BlockExit::Jump(b.pc) && k > 0 {
             looped += 1;
         }
-        let same =
-            ei == ej && ci.slots[..GUEST_SLOTS] == cj.slots[..GUEST_SLOTS] && mi.bytes == mj.bytes;
+        let log_j = PLUGIN_LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
+        let same = ei == ej
+            && ci.slots[..GUEST_SLOTS] == cj.slots[..GUEST_SLOTS]
+            && mi.bytes == mj.bytes
+            && log_i == log_j
+            && plugin_words(&ci) == plugin_words(&cj);
         if !(same && mi.log == mj.log) {
             let diff: Vec<String> = (0..GUEST_SLOTS)
                 .filter(|&s| ci.slots[s] != cj.slots[s])
@@ -436,6 +470,8 @@ fn random_regions_agree_with_interpreting_their_blocks() {
         let cpu = random_cpu(&mut rng);
         let mem = ScratchMem::new((0..MEM_LEN).map(|_| rng.next() as u8).collect());
         let (mut ci, mut mi) = (cpu.clone(), mem.clone());
+        set_plugin_mem(&mut ci, &plugin_words(&cpu));
+        PLUGIN_LOG.with(|l| l.borrow_mut().clear());
         let mut at = pcs[0];
         let mut ei = BlockExit::Halt;
         for step in 0..=k {
@@ -449,14 +485,19 @@ fn random_regions_agree_with_interpreting_their_blocks() {
                 _ => break,
             }
         }
+        let log_i = PLUGIN_LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
         let (mut cj, mut mj) = (cpu.clone(), mem.clone());
+        set_plugin_mem(&mut cj, &plugin_words(&cpu));
         let mut chain = ChainState::default();
         chain.budget = k;
         let (ej, _) = tb.run_chained(&mut cj, &mut mj, &mut chain);
+        let log_j = PLUGIN_LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
         let same = ei == ej
             && ci.slots[..GUEST_SLOTS] == cj.slots[..GUEST_SLOTS]
             && mi.bytes == mj.bytes
-            && mi.log == mj.log;
+            && mi.log == mj.log
+            && log_i == log_j
+            && plugin_words(&ci) == plugin_words(&cj);
         if !same {
             let diff: Vec<String> = (0..GUEST_SLOTS)
                 .filter(|&s| ci.slots[s] != cj.slots[s])

@@ -7,8 +7,10 @@ use blockscope::backend::interp::run_block;
 use blockscope::backend::jit::{CompiledTb, Jit};
 use blockscope::backend::BlockExit;
 use blockscope::cpu::{CpuState, Fault, Width, GUEST_SLOTS};
-use blockscope::ir::{Block, HelperCx, HelperDesc};
+use blockscope::ir::{Block, HelperCx, HelperDesc, PluginCall, PluginSite};
 use blockscope::mem::{GuestMemory, RmwOp};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Guest address of the scratch buffer.
 pub const MEM_BASE: u64 = 0x10_0000;
@@ -203,6 +205,45 @@ pub static H_PANIC: HelperDesc = HelperDesc {
 /// Every test helper the random generator may call.
 pub static HELPERS: [&HelperDesc; 5] = [&H_PURE, &H_READS, &H_WRITES, &H_BLIND_WRITE, &H_MEM];
 
+thread_local! {
+    /// Calls made by `plugin_cb` on this thread: (udata, vcpu, args).
+    pub static PLUGIN_LOG: RefCell<Vec<(u64, u32, [u64; 4])>> = const { RefCell::new(Vec::new()) };
+}
+
+extern "C" fn plugin_cb(site: &PluginSite, vcpu: u32, a0: u64, a1: u64, a2: u64, a3: u64) {
+    PLUGIN_LOG.with(|l| l.borrow_mut().push((site.udata, vcpu, [a0, a1, a2, a3])));
+}
+
+/// Two plugin call sites (distinguished by `udata`).
+pub static PLUGIN_CALLS: [PluginCall; 2] = [
+    PluginCall {
+        plugin: "test",
+        func: plugin_cb,
+        site: PluginSite { instance: 1, fdata: 2, udata: 10 },
+    },
+    PluginCall {
+        plugin: "test",
+        func: plugin_cb,
+        site: PluginSite { instance: 1, fdata: 2, udata: 20 },
+    },
+];
+
+/// Words of plugin memory the generator addresses.
+pub const PLUGIN_WORDS: usize = 16;
+
+/// Give `cpu` its own copy of plugin memory holding `words` (leaked: tests only).
+pub fn set_plugin_mem(cpu: &mut CpuState, words: &[u64]) {
+    let m: Vec<AtomicU64> = words.iter().map(|&w| AtomicU64::new(w)).collect();
+    let m: &'static [AtomicU64] = Box::leak(m.into_boxed_slice());
+    cpu.plugin_mem = m;
+    cpu.plugin_mem_base = m.as_ptr() as u64;
+}
+
+/// The plugin memory of `cpu`.
+pub fn plugin_words(cpu: &CpuState) -> Vec<u64> {
+    cpu.plugin_mem.iter().map(|w| w.load(Ordering::Relaxed)).collect()
+}
+
 /// splitmix64: small, fast, deterministic.
 pub struct Rng(pub u64);
 
@@ -267,6 +308,9 @@ pub fn random_cpu(rng: &mut Rng) -> Box<CpuState> {
     for s in 0..GUEST_SLOTS {
         cpu.slots[s] = value(rng);
     }
+    cpu.vcpu_index = rng.below(4) as u32;
+    let words: Vec<u64> = (0..PLUGIN_WORDS).map(|_| value(rng)).collect();
+    set_plugin_mem(&mut cpu, &words);
     cpu
 }
 
@@ -287,10 +331,25 @@ pub fn compare(
     mem: &ScratchMem,
 ) -> (Vec<String>, Outcome, Outcome) {
     let (mut ci, mut mi) = (Box::new(cpu.clone()), mem.clone());
+    set_plugin_mem(&mut ci, &plugin_words(cpu));
+    PLUGIN_LOG.with(|l| l.borrow_mut().clear());
     let ei = run_block(b, &mut ci, &mut mi);
+    let log_i = PLUGIN_LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
     let (mut cj, mut mj) = (Box::new(cpu.clone()), mem.clone());
+    set_plugin_mem(&mut cj, &plugin_words(cpu));
     let ej = tb.run(&mut cj, &mut mj);
+    let log_j = PLUGIN_LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
     let mut diffs = Vec::new();
+    if log_i != log_j {
+        diffs.push(format!("plugin calls: interp {log_i:?}\n  jit {log_j:?}"));
+    }
+    if plugin_words(&ci) != plugin_words(&cj) {
+        diffs.push(format!(
+            "plugin memory: interp {:x?}\n  jit {:x?}",
+            plugin_words(&ci),
+            plugin_words(&cj)
+        ));
+    }
     if ei != ej {
         diffs.push(format!("exit: interp {ei:?}, jit {ej:?}"));
     }

@@ -708,8 +708,16 @@ impl Lower<'_, '_> {
     fn terminator(&mut self, st: &mut SlotState) {
         match self.b.term {
             Term::Jump(pc) => self.exit_direct(st, pc),
+            Term::Branch { taken, not_taken, .. } if taken == not_taken => {
+                self.exit_direct(st, taken)
+            }
             Term::Branch { c, taken, not_taken } => {
                 let cv = self.read(st, c);
+                if !self.heads.iter().any(|h| h.0 == taken || h.0 == not_taken) {
+                    // Both exits store the same dirty slots: do it once, before the branch
+                    // (not when an exit loops, whose back edge keeps them in registers).
+                    self.regs.write_back(&mut self.fb, st);
+                }
                 let (t, n) = (self.fb.create_block(), self.fb.create_block());
                 self.fb.ins().brif(cv, t, &[], n, &[]);
                 self.fb.seal_block(t);
