@@ -16,8 +16,8 @@
 //!   (the one ending in `exit`/`exit_group`) are counted. `exit_block=drop` leaves them out,
 //!   as callgrind does: it charges a block's instructions when the block is left, and a
 //!   block left by ending the process never is (Valgrind's blocks also end after a REP
-//!   string instruction, so only the instructions after the last one are dropped). With `exit_block=drop rep=iterations` the
-//!   total equals callgrind's `Ir` for the same run.
+//!   string instruction, so only the instructions after the last one are dropped). With
+//!   `exit_block=drop rep=iterations` the total equals callgrind's `Ir` for the same run.
 //!
 //! Output (`out=FILE`, default stderr), one line per thread then the total:
 //! `thread N: insns=I blocks=B` and `total: insns=I blocks=B threads=T`.
