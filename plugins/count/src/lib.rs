@@ -15,8 +15,9 @@
 //! - `exit_block=count` (default): the instructions of the block in which a thread exits
 //!   (the one ending in `exit`/`exit_group`) are counted. `exit_block=drop` leaves them out,
 //!   as callgrind does: it charges a block's instructions when the block is left, and a
-//!   block left by ending the process never is. With `exit_block=drop rep=iterations` the
-//!   total equals callgrind's `Ir` for the same run.
+//!   block left by ending the process never is (Valgrind's blocks also end after a REP
+//!   string instruction, so only the instructions after the last one are dropped). With
+//!   `exit_block=drop rep=iterations` the total equals callgrind's `Ir` for the same run.
 //!
 //! Output (`out=FILE`, default stderr), one line per thread then the total:
 //! `thread N: insns=I blocks=B` and `total: insns=I blocks=B threads=T`.
@@ -35,7 +36,8 @@ const BLOCKS: u32 = 1;
 const REP_RCX: u32 = 2;
 /// 1 while a REP instruction's iterations are still to be added.
 const REP_PENDING: u32 = 3;
-/// Instructions of the block being executed (for exit_block=drop).
+/// Instructions of the block being executed after its last REP string instruction
+/// (for exit_block=drop).
 const LAST_LEN: u32 = 4;
 const SYS_EXIT: u64 = 60;
 const SYS_EXIT_GROUP: u64 = 231;
@@ -159,7 +161,15 @@ impl Plugin for Count {
                 self.settle_rep(&mut e);
             }
             if self.drop_exit_block {
-                let n = e.constant(tb.len() as u64);
+                // Valgrind ends its blocks after a REP string instruction, so the block
+                // callgrind never charges is only what follows the last one.
+                let tail = tb
+                    .insns()
+                    .filter(|i| is_rep_string(i.bytes(), i.mnemonic()))
+                    .map(|i| tb.len() - i.index() - 1)
+                    .last()
+                    .unwrap_or(tb.len());
+                let n = e.constant(tail as u64);
                 e.sb_store(&self.sb, LAST_LEN, None, n);
             }
         }
