@@ -164,8 +164,14 @@ def plugin_rows(bs, wl, reps):
     for name, cmd, _ in wl:
         base, _, _ = measure([bs, "run", "--tier", "jit", "--"] + cmd, reps)
         row = [name, fmt_t(base)]
+        specs = {
+            "count": "count,out=%s/count.txt" % tmp,
+            "coverage": "coverage",
+            "profile": "profile,report=%s/profile.txt" % tmp,
+            "memtrace": "memtrace,out=%s/memtrace.bin" % tmp,
+        }
         for p in plugins:
-            spec = p + (",out=%s/%s.out" % (tmp, p) if p in ("memtrace", "profile", "coverage") else "")
+            spec = specs[p]
             m, _, err = measure([bs, "run", "--tier", "jit", "--plugin", spec, "--"] + cmd, reps)
             row.append(fmt_r(m, base) if not err else "fail")
         rows.append(row)
