@@ -249,6 +249,28 @@ fn unmasked_exception_faults_at_the_next_waiting_instruction() {
         assert_eq!(f, Some(Fault::X87), "{next}");
         assert_eq!(after.fx[0..6], want.fx[0..6], "state unchanged by the faulting {next}");
     }
+    // FNSTENV over a pending exception stores it, then masks everything (ES clears).
+    let mut st4 = st;
+    st4.gpr[6] = rig.scratch;
+    let mut seq4 = bytes.clone();
+    seq4.extend(enc(&Instruction::with1(
+        Code::Fnstenv_m28byte,
+        MemoryOperand::with_base(Register::RSI),
+    )
+    .unwrap()));
+    seq4.extend(enc(&Instruction::with1(Code::Fnstsw_AX, Register::AX).unwrap()));
+    rig.write_scratch(0, &[0; 32]);
+    let want4 = rig.native(&seq4, &st4);
+    let mut env_want = rig.read_scratch(0, 28);
+    rig.write_scratch(0, &[0; 32]);
+    let got4 = rig.emulate(&seq4, &st4, Tier::Interp).expect("FNSTENV does not wait");
+    let mut env_got = rig.read_scratch(0, 28);
+    for e in [&mut env_want, &mut env_got] {
+        e[12..26].fill(0);
+    }
+    assert_eq!(env_got, env_want);
+    assert_eq!(got4.gpr[0] & 0xffff, want4.gpr[0] & 0xffff);
+    assert_eq!(got4.fx[0..6], want4.fx[0..6]);
     // Non-waiting instructions go ahead: FNSTSW AX; FNCLEX clears the flags.
     let mut seq3 = bytes.clone();
     seq3.extend(enc(&Instruction::with1(Code::Fnstsw_AX, Register::AX).unwrap()));
@@ -305,6 +327,9 @@ fn fxrstor_matches_the_cpu_and_checks_its_operand() {
         for k in 0..32 {
             let st = random_state(&mut r, &rig);
             let mut img = random_state(&mut r, &rig).fx;
+            // Status bits FXRSTOR must take as they are: ES, B (without an unmasked flag).
+            img[3] |= (r.next() as u8) & 0x80;
+            img[2] |= (r.next() as u8) & 0x80;
             for n in 0..16 {
                 img[160 + 16 * n..176 + 16 * n].copy_from_slice(&xmm_ps(&mut r).to_le_bytes());
             }
