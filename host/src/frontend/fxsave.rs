@@ -8,6 +8,9 @@
 //! written (reserved and software-available areas). XSAVE/XRSTOR/XGETBV are not lifted:
 //! the CPUID model does not advertise XSAVE.
 //!
+//! FXRSTOR recomputes the status word's ES and B bits from its exception flags and masks,
+//! as the CPU does.
+//!
 //! Faults: a memory operand that is not 16-byte aligned raises #GP(0); FXRSTOR of an
 //! image whose MXCSR has bits outside MXCSR_MASK raises #GP(0). The whole image is read
 //! (or the fault taken) before any state changes. The fast-FXSAVE mode of AMD (EFER.FFXSR
@@ -78,6 +81,7 @@ pub fn fxrstor_image(cpu: &mut CpuState, img: &[u8; 512], wide: bool) -> Result<
     let fsw = u16_at(img, 2);
     x.top = ((fsw >> 11) & 7) as u8;
     x.fsw = fsw & !0x3800;
+    super::x87::normalize_es(x);
     x.ftw = img[4];
     x.fop = u16_at(img, 6) & 0x7ff;
     if wide {

@@ -98,7 +98,7 @@ pub(super) fn check_align16(cx: &mut LiftCx<'_>) -> Result<Slot, Unsupported> {
 
 /// Source operand `n` (xmm register or memory) as (lo, hi) slots. A memory operand of
 /// 4 or 8 bytes is loaded zero-extended into `lo` (`hi` is 0); a 16-byte one must be
-/// aligned (#GP(0)) unless `unaligned`.
+/// aligned (#GP(0)).
 pub(super) fn xsrc(cx: &mut LiftCx<'_>, n: u32) -> Result<(Slot, Slot), Unsupported> {
     match cx.i.op_kind(n) {
         OpKind::Register => Ok(xslots(xreg(cx, n)?)),
@@ -463,7 +463,7 @@ pub(super) fn emit_arith(cx: &mut LiftCx<'_>, op: SseOp, imm: u8, d: u8, src: (S
     cx.helper_void(&SSE_ARITH, &[k, src.0, src.1]);
 }
 
-/// Emit a helper returning rax (conversions to integers); `gpr_in` feeds rax.
+/// Emit a helper returning rax (conversions to integers).
 pub(super) fn emit_to_gpr(cx: &mut LiftCx<'_>, op: SseOp, src: (Slot, Slot)) -> Slot {
     let k = cx.konst(sse_code(op, 0, 0, OUT_GPR));
     cx.helper(&SSE_TO_GPR, &[k, src.0, src.1])

@@ -75,6 +75,16 @@ fn pending(x: &X87State) -> bool {
     x.fsw & !x.fcw & FSW_EXC != 0
 }
 
+/// Recompute the status word's ES and B bits from the exception flags and masks, as the
+/// CPU does when it loads a status or control word (FXRSTOR, and masking all exceptions
+/// after FNSTENV).
+pub(super) fn normalize_es(x: &mut X87State) {
+    x.fsw &= !0x8080;
+    if pending(x) {
+        x.fsw |= 0x8080;
+    }
+}
+
 /// The 2-bit tag of physical register `i` (00 valid, 01 zero, 10 special, 11 empty).
 fn full_tag(x: &X87State, i: usize) -> u16 {
     if x.ftw >> i & 1 == 0 {
@@ -198,6 +208,7 @@ fn helper_x87(cx: &mut HelperCx<'_>, a: [u64; 4]) -> Result<u64, Fault> {
             let img = save_image(&cx.cpu.x87);
             cx.mem.write_bytes(addr, &img[..28])?;
             cx.cpu.x87.fcw |= FSW_EXC;
+            normalize_es(&mut cx.cpu.x87);
             Ok(0)
         }
         KIND_FNSAVE => {
