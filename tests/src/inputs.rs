@@ -265,7 +265,21 @@ pub fn make_input(
         }
     }
     let mut inp = Input { regs, mem, targets };
+    let solved = inp.regs;
     shape_after(ins, &mut inp, l, place, rng);
+    // Shaping rewrites registers (dividends, accumulators, counts); if one of them also
+    // forms an address, the access would leave the scratch page and hit whatever the host
+    // has mapped there at that moment. Put such address registers back.
+    let in_scratch = |a: u64| a.checked_sub(l.scratch).is_some_and(|o| o < SCRATCH_LEN as u64);
+    for u in used.iter().filter(|u| u.access() != iced_x86::OpAccess::NoMemAccess) {
+        if in_scratch(effective(u, &solved)) && !in_scratch(effective(u, &inp.regs)) {
+            for r in [u.base(), u.index()] {
+                if let Some(n) = gpr_index(r) {
+                    inp.regs.gpr[n] = solved.gpr[n];
+                }
+            }
+        }
+    }
     inp
 }
 
@@ -375,12 +389,18 @@ fn shape_after(ins: &Instruction, inp: &mut Input, l: &Layout, place: &Placement
             let v = get_u64(inp, l, rsp) & FLAGS_IN;
             put_u64(inp, l, rsp, v | 2);
         }
-        Mnemonic::Cmpxchg if rng.chance(1, 2) => {
+        // The shapers below rewrite RAX/RDX; never when that register also forms the
+        // memory operand's address, which would move the access off the scratch page.
+        Mnemonic::Cmpxchg if rng.chance(1, 2) && !addr_uses(ins, Register::RAX) => {
             let v = operand_value(ins, 0, inp, l);
             let keep = inp.regs.gpr[0] & !width_mask(ins.op1_register().size());
             inp.regs.gpr[0] = keep | (v & width_mask(ins.op1_register().size()));
         }
-        Mnemonic::Cmpxchg8b | Mnemonic::Cmpxchg16b if rng.chance(1, 2) => {
+        Mnemonic::Cmpxchg8b | Mnemonic::Cmpxchg16b
+            if rng.chance(1, 2)
+                && !addr_uses(ins, Register::RAX)
+                && !addr_uses(ins, Register::RDX) =>
+        {
             if let Some(off) = inp.targets.first().copied() {
                 let a = l.scratch + off as u64;
                 let (lo, hi) = (get_u64(inp, l, a), get_u64(inp, l, a + 8));
@@ -393,9 +413,27 @@ fn shape_after(ins: &Instruction, inp: &mut Input, l: &Layout, place: &Placement
                 }
             }
         }
-        Mnemonic::Div | Mnemonic::Idiv if rng.chance(4, 5) => shape_div(ins, inp, l, rng),
+        Mnemonic::Div | Mnemonic::Idiv if rng.chance(4, 5) => {
+            // The dividend's high half is RDX, or AH for byte forms.
+            let high = if ins.op0_kind() == OpKind::Memory && ins.memory_size().size() == 1
+                || ins.op0_kind() == OpKind::Register && ins.op0_register().size() == 1
+            {
+                Register::RAX
+            } else {
+                Register::RDX
+            };
+            if !addr_uses(ins, high) {
+                shape_div(ins, inp, l, rng)
+            }
+        }
         _ => {}
     }
+}
+
+/// Whether the memory operand's address is formed with `reg` (any width of it).
+fn addr_uses(ins: &Instruction, reg: Register) -> bool {
+    (0..ins.op_count()).any(|n| ins.op_kind(n) == OpKind::Memory)
+        && (ins.memory_base().full_register() == reg || ins.memory_index().full_register() == reg)
 }
 
 fn width_mask(bytes: usize) -> u64 {
