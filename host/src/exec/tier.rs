@@ -342,11 +342,23 @@ fn request(engine: &Arc<Engine>, tb: &Arc<Tb>, mem: &dyn GuestMemory) {
     }
 }
 
+static HELPER_THREAD_INIT: OnceLock<fn()> = OnceLock::new();
+
+/// Register a function that every helper thread the engine starts (the JIT compile
+/// thread) runs first. User mode uses it to block guest signals there, so the kernel
+/// never hands a guest's signal to a thread that is not a guest thread.
+pub fn set_helper_thread_init(f: fn()) {
+    let _ = HELPER_THREAD_INIT.set(f);
+}
+
 fn enqueue(engine: &Arc<Engine>, job: Job) {
     let q = engine.jit.queue.get_or_init(|| {
         let (tx, rx) = channel::<Job>();
         let weak: Weak<Engine> = Arc::downgrade(engine);
         let spawned = std::thread::Builder::new().name("blockscope-jit".into()).spawn(move || {
+            if let Some(init) = HELPER_THREAD_INIT.get() {
+                init();
+            }
             // Ends when the engine (the only sender's owner) is dropped.
             while let Ok(job) = rx.recv() {
                 let Some(engine) = weak.upgrade() else { break };

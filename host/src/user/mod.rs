@@ -206,6 +206,7 @@ pub fn run_with_plugins(
 
     let shared = DirectShared::new();
     set_foreign_fault_hook(sys::on_foreign_fault);
+    crate::exec::set_helper_thread_init(sys::block_signals_in_helper_thread);
     let loaded = elf::load(&exe_path, &shared)?;
     plugins.on_elf_loaded(&exe.to_string_lossy(), loaded.main.bias);
     if let (Some(path), Some(img)) = (&loaded.main.interp, &loaded.interp) {

@@ -13,8 +13,14 @@
 //!   touches atomics: it copies the host `siginfo` into the current thread's queue (found
 //!   through a const-initialised thread-local raw pointer, set and cleared by
 //!   `ThreadSignalsGuard` with all signals blocked), sets the pending bit and raises the
-//!   vCPU's `interrupt` flag. On a thread without a queue (not a guest thread) it uses the
-//!   process queue and raises every registered vCPU's flag.
+//!   vCPU's `interrupt` flag. Helper threads (the JIT compile thread) block every signal
+//!   when they start (`block_signals_in_helper_thread`, registered with
+//!   `exec::set_helper_thread_init`). Should a signal still land on a thread that is not
+//!   a guest thread, that thread returns from the handler with every signal blocked and
+//!   the signal is sent to the process again (`rt_sigqueueinfo` with the original
+//!   siginfo when the kernel allows it, else `kill`), so a guest thread gets it. (The
+//!   SIGSEGV/SIGBUS hook, which has no context, uses a process queue instead and raises
+//!   every registered vCPU's flag.)
 //! - Host dispositions and masks: the host signal mask mirrors the guest's (minus the
 //!   synchronous signals, which must never be blocked on the host), and the host
 //!   disposition mirrors the guest's action (see `user::signal`).
@@ -440,6 +446,40 @@ fn record_signal(sig: i32, info: *const libc::siginfo_t) {
 
 extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
     let errno = std::io::Error::last_os_error().raw_os_error();
+    let guest_thread = !CURRENT.try_with(|c| c.get()).unwrap_or(std::ptr::null()).is_null();
+    if !guest_thread {
+        // Not a guest thread (e.g. a JIT compile thread): it must not take guest signals.
+        // Return with every signal blocked on this thread and queue the signal to the
+        // process again, so the kernel gives it to a guest thread (or keeps it pending
+        // for one in sigwait).
+        // SAFETY: valid ucontext and siginfo from the kernel; the mask word is the first
+        // 8 bytes of uc_sigmask, which the kernel restores on return.
+        unsafe {
+            let uc = &mut *(uctx as *mut libc::ucontext_t);
+            *(&mut uc.uc_sigmask as *mut libc::sigset_t as *mut u64) = !SYNC_SIGNALS;
+        }
+        // The original siginfo can be re-queued only if it is a queued one (si_code < 0,
+        // not SI_TKILL); otherwise resend as kill() from this process.
+        let code = if info.is_null() {
+            0
+        } else {
+            // SAFETY: valid siginfo from the kernel.
+            unsafe { (*info).si_code }
+        };
+        let r = if code < 0 && code != -6 {
+            syscall6(libc::SYS_rt_sigqueueinfo, [getpid() as u64, sig as u64, info as u64, 0, 0, 0])
+        } else {
+            -1
+        };
+        if r < 0 {
+            syscall6(libc::SYS_kill, [getpid() as u64, sig as u64, 0, 0, 0, 0]);
+        }
+        if let Some(e) = errno {
+            // SAFETY: errno is thread-local; restore what the interrupted code saw.
+            unsafe { *libc::__errno_location() = e };
+        }
+        return;
+    }
     record_signal(sig, info);
     // SAFETY: the kernel passes a valid ucontext; only the saved rip is read and written.
     unsafe {
@@ -546,6 +586,12 @@ fn set_thread_mask_raw(mask: u64) -> u64 {
         ],
     );
     old
+}
+
+/// For helper threads that are not guest threads (the JIT compile thread): block every
+/// signal for good, so guest signals go to guest threads.
+pub fn block_signals_in_helper_thread() {
+    block_all_signals();
 }
 
 /// Block every host signal on this thread; returns the previous mask.
