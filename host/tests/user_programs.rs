@@ -1,18 +1,12 @@
 //! C programs built with the host gcc at -O0 and -O2, static and dynamic, run natively and
-//! under blockscope: stdout, stderr and exit status must be equal.
-//!
-//! Instruction coverage grows as lifters land. A variant whose run ends with blockscope's
-//! "unimplemented instruction" line is reported as skipped (with that line) instead of
-//! failing, unless `BLOCKSCOPE_STRICT=1` is set; every other difference fails.
+//! under blockscope in each tier (interpreter only, JIT only, and the default mix):
+//! stdout, stderr and exit status must be equal.
+//! An "unimplemented instruction" in any variant is a failure like any other difference.
 
 mod user_support;
 use user_support::*;
 
 const VARIANTS: &[(&str, bool)] = &[("-O0", true), ("-O2", true), ("-O0", false), ("-O2", false)];
-
-fn strict() -> bool {
-    std::env::var_os("BLOCKSCOPE_STRICT").is_some_and(|v| v == "1")
-}
 
 /// Build `user_guests/<name>.c` in all variants and compare each run with native.
 fn check(name: &str, args: &[&str], env: &[(&str, &str)]) {
@@ -20,7 +14,6 @@ fn check(name: &str, args: &[&str], env: &[(&str, &str)]) {
         return;
     }
     let d = TempDir::new(&format!("prog-{name}"));
-    let mut ran = 0;
     for (opt, stat) in VARIANTS {
         let bin = d.join(&format!("{name}{opt}{}", if *stat { "-static" } else { "" }));
         let mut flags = vec![*opt, "-pthread", "-w"];
@@ -32,17 +25,12 @@ fn check(name: &str, args: &[&str], env: &[(&str, &str)]) {
             args.iter().map(|a| a.replace("@TMP", d.0.to_str().unwrap_or("."))).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let nat = native(&bin, &args, env);
-        let emu = emulated(&[], &bin, &args, env);
-        let what = format!("{name} {opt}{}", if *stat { " static" } else { " dynamic" });
-        if let Some(line) = unimplemented(&emu) {
-            assert!(!strict(), "{what}: {line}");
-            eprintln!("SKIP {what}: {line}");
-            continue;
+        for tier in ["--tier=interp", "--tier=jit", "--tier=auto"] {
+            let emu = emulated(&[tier], &bin, &args, env);
+            let link = if *stat { "static" } else { "dynamic" };
+            assert_same(&format!("{name} {opt} {link} {tier}"), &nat, &emu);
         }
-        assert_same(&what, &nat, &emu);
-        ran += 1;
     }
-    eprintln!("{name}: {ran}/{} variants equal to native", VARIANTS.len());
 }
 
 #[test]

@@ -121,14 +121,6 @@ pub fn show(o: &Output) -> String {
     )
 }
 
-/// The line blockscope prints when the guest dies at an instruction no lifter handles.
-pub fn unimplemented(o: &Output) -> Option<String> {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .find(|l| l.starts_with("blockscope: unimplemented instruction"))
-        .map(str::to_string)
-}
-
 /// Assert that blockscope's run equals the native one (stdout, stderr, status).
 pub fn assert_same(what: &str, nat: &Output, emu: &Output) {
     assert!(
