@@ -10,10 +10,10 @@ use crate::cpu::Fault;
 use crate::mem::{Direct, GuestMemory};
 use crate::user::sys;
 
-/// `AT_HWCAP` on x86-64 is CPUID leaf 1 EDX. The value of the CPU model blockscope
-/// advertises (FPU, TSC, CX8, CMOV, CLFLUSH, MMX, FXSR, SSE, SSE2, ...); keep it in step with
-/// the frontend's CPUID leaf 1.
-pub const HWCAP: u64 = 0x178b_fbff;
+/// `AT_HWCAP` on x86-64 is CPUID leaf 1 EDX of the CPU model blockscope advertises.
+pub const HWCAP: u64 = crate::cpu::cpuid::features::HWCAP;
+/// `AT_HWCAP2` of that model.
+pub const HWCAP2: u64 = crate::cpu::cpuid::features::HWCAP2;
 
 /// `AT_MINSIGSTKSZ`: the largest signal frame we build (see `user::signal`), rounded up.
 pub const MINSIGSTKSZ: u64 = 2048;
@@ -126,7 +126,7 @@ pub fn build(
         (at::EGID, ids[3]),
         (at::SECURE, 0),
         (at::RANDOM, random_p),
-        (at::HWCAP2, 0),
+        (at::HWCAP2, HWCAP2),
         (at::EXECFN, execfn_p),
         (at::PLATFORM, platform_p),
         (at::MINSIGSTKSZ, MINSIGSTKSZ),
