@@ -93,3 +93,8 @@ fn proc_self_exe() {
 fn signals_and_threads() {
     check("threadsig", &[], &[]);
 }
+
+#[test]
+fn fork_while_threads_run() {
+    check("forkthreads", &[], &[]);
+}

@@ -124,6 +124,18 @@ impl Engine {
         Ok(tb)
     }
 
+    /// Run `f` (user mode: `fork`) with the engine quiescent: no compilation in progress
+    /// and no TB-cache lock held by another thread, so a forked child inherits every
+    /// engine lock unlocked. Locks are taken in the usual order (compiler, queue, pages,
+    /// TBs).
+    pub fn quiesced<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.jit.quiesced(|| {
+            let _pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+            let _tbs = self.tbs.write().unwrap_or_else(|e| e.into_inner());
+            f()
+        })
+    }
+
     /// Drop every TB overlapping one of `pages` (page-aligned addresses).
     pub fn invalidate_pages(&self, pages_to_drop: &[u64]) {
         if pages_to_drop.is_empty() {

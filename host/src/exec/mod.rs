@@ -16,4 +16,4 @@ mod tier;
 
 pub use cache::{Engine, Tb};
 pub use run::{run_snippet, run_snippet_on, Exit, SnippetExit, Vcpu};
-pub use tier::{set_helper_thread_init, EngineJit, TbJit};
+pub use tier::{restart_compiler_after_fork, set_helper_thread_init, EngineJit, TbJit};

@@ -342,6 +342,25 @@ fn request(engine: &Arc<Engine>, tb: &Arc<Tb>, mem: &dyn GuestMemory) {
     }
 }
 
+impl EngineJit {
+    /// Run `f` (user mode: a `fork`) while no compilation is in progress and nobody holds
+    /// the compile queue: both locks are held across `f`, so a forked child never
+    /// inherits them locked.
+    pub fn quiesced<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _jit = self.jit.lock().unwrap_or_else(|e| e.into_inner());
+        let _queue = self.queue.get().map(|q| q.lock().unwrap_or_else(|e| e.into_inner()));
+        f()
+    }
+}
+
+/// In a child made by `fork`, only the forking thread exists: start a new compile thread
+/// if the parent had one (otherwise queued blocks would never be compiled).
+pub fn restart_compiler_after_fork(engine: &Arc<Engine>) {
+    if let Some(q) = engine.jit.queue.get() {
+        *q.lock().unwrap_or_else(|e| e.into_inner()) = spawn_compiler(engine);
+    }
+}
+
 static HELPER_THREAD_INIT: OnceLock<fn()> = OnceLock::new();
 
 /// Register a function that every helper thread the engine starts (the JIT compile
@@ -351,29 +370,31 @@ pub fn set_helper_thread_init(f: fn()) {
     let _ = HELPER_THREAD_INIT.set(f);
 }
 
-fn enqueue(engine: &Arc<Engine>, job: Job) {
-    let q = engine.jit.queue.get_or_init(|| {
-        let (tx, rx) = channel::<Job>();
-        let weak: Weak<Engine> = Arc::downgrade(engine);
-        let spawned = std::thread::Builder::new().name("blockscope-jit".into()).spawn(move || {
-            if let Some(init) = HELPER_THREAD_INIT.get() {
-                init();
-            }
-            // Ends when the engine (the only sender's owner) is dropped.
-            while let Ok(job) = rx.recv() {
-                let Some(engine) = weak.upgrade() else { break };
-                if job.region {
-                    compile_region(&engine, &job.tb, job.direct);
-                } else {
-                    compile(&engine, &job.tb, job.direct);
-                }
-            }
-        });
-        if let Err(e) = spawned {
-            eprintln!("blockscope: cannot start the jit thread ({e}); interpreting only");
+fn spawn_compiler(engine: &Arc<Engine>) -> Sender<Job> {
+    let (tx, rx) = channel::<Job>();
+    let weak: Weak<Engine> = Arc::downgrade(engine);
+    let spawned = std::thread::Builder::new().name("blockscope-jit".into()).spawn(move || {
+        if let Some(init) = HELPER_THREAD_INIT.get() {
+            init();
         }
-        Mutex::new(tx)
+        // Ends when the engine (the only sender's owner) is dropped.
+        while let Ok(job) = rx.recv() {
+            let Some(engine) = weak.upgrade() else { break };
+            if job.region {
+                compile_region(&engine, &job.tb, job.direct);
+            } else {
+                compile(&engine, &job.tb, job.direct);
+            }
+        }
     });
+    if let Err(e) = spawned {
+        eprintln!("blockscope: cannot start the jit thread ({e}); interpreting only");
+    }
+    tx
+}
+
+fn enqueue(engine: &Arc<Engine>, job: Job) {
+    let q = engine.jit.queue.get_or_init(|| Mutex::new(spawn_compiler(engine)));
     let tx = q.lock().unwrap_or_else(|e| e.into_inner());
     if tx.send(job).is_err() {
         // No compile thread: the block simply stays interpreted.

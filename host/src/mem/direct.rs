@@ -563,6 +563,12 @@ impl DirectShared {
         Ok(p as u64)
     }
 
+    /// Run `f` (user mode: `fork`) holding the address-space lock, so a forked child
+    /// never inherits it locked by another thread.
+    pub fn quiesced<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
     /// The guest-mapped parts of `[lo, hi)` as `(start, end, prot)` runs of equal
     /// protection, in address order.
     pub fn mapped_ranges(&self, lo: u64, hi: u64) -> Vec<(u64, u64, Prot)> {

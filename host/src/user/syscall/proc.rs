@@ -91,11 +91,18 @@ fn fork(t: &mut Thread, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) 
         | CSIGNAL;
     let host_flags = flags & !emulated;
     let pipe = if vfork { sys::pipe_cloexec().ok() } else { None };
-    let pid = if exit_sig == libc::SIGCHLD as u64 && host_flags == 0 {
-        sys::fork()
-    } else {
-        sys::clone_process(host_flags | exit_sig)
-    };
+    // The child must not inherit an engine or address-space lock held by another thread
+    // (a compile in progress, a lookup on another guest thread).
+    let (engine, shared) = (t.proc.engine.clone(), t.proc.shared.clone());
+    let pid = engine.quiesced(|| {
+        shared.quiesced(|| {
+            if exit_sig == libc::SIGCHLD as u64 && host_flags == 0 {
+                sys::fork()
+            } else {
+                sys::clone_process(host_flags | exit_sig)
+            }
+        })
+    });
     if pid < 0 {
         if let Some((r, w)) = pipe {
             sys::close(r);
@@ -109,6 +116,7 @@ fn fork(t: &mut Thread, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) 
             // The write end closes when the child execs (O_CLOEXEC) or exits.
         }
         t.proc.after_fork_child(&t.signals);
+        crate::exec::restart_compiler_after_fork(&t.proc.engine);
         t.tid = sys::gettid();
         if stack != 0 {
             t.vcpu.cpu.set_gpr(4, stack);
