@@ -87,9 +87,6 @@ fn proc_self_exe() {
 }
 
 #[test]
-#[ignore = "hangs: sigwait() on a process-directed signal blocks in the host's sigtimedwait \
-            while blockscope's host handler on another thread consumes the signal; \
-            sigwait/sigtimedwait must be emulated against the guest pending queue"]
 fn signals_and_threads() {
     check("threadsig", &[], &[]);
 }
