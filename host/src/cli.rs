@@ -73,6 +73,27 @@ struct RunArgs {
     /// Log every guest syscall (number, arguments, result) to stderr.
     #[arg(long)]
     strace: bool,
+    /// Print the engine's counters to stderr when the guest ends (blocks translated,
+    /// interpreted runs, blocks compiled, entries into compiled code, invalidations).
+    #[arg(long)]
+    stats: bool,
+    /// `--tier auto`: runs of a block in the interpreter before it is compiled.
+    #[arg(long, value_name = "N", default_value_t = Config::default().hot_threshold,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    hot_threshold: u32,
+    /// Most guest instructions in one translation block.
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_block_insns as u32,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    max_block_insns: u32,
+    /// Size of the JIT code cache in MiB; when full it is flushed and refilled.
+    #[arg(long, value_name = "MIB", default_value_t = (Config::default().jit_cache_size >> 20) as u32,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    jit_cache_mib: u32,
+    /// Chained block transfers compiled code makes before returning to the run loop
+    /// (which then checks signals and invalidations, and builds hot regions).
+    #[arg(long, value_name = "N", default_value_t = Config::default().jit_chain_budget,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    jit_chain_budget: u64,
     /// argv[0] given to the program (default: PROG as written).
     #[arg(long, value_name = "NAME")]
     argv0: Option<OsString>,
@@ -131,8 +152,12 @@ fn run(a: RunArgs) -> i32 {
         },
         trace_translate: a.trace_translate,
         strace: a.strace,
+        stats: a.stats,
+        hot_threshold: a.hot_threshold,
+        max_block_insns: a.max_block_insns as usize,
+        jit_cache_size: (a.jit_cache_mib as usize) << 20,
+        jit_chain_budget: a.jit_chain_budget,
         plugins: a.plugins,
-        ..Config::default()
     };
     let plugins = match load_plugins(&config.plugins) {
         Ok(p) => p,

@@ -26,6 +26,8 @@ pub struct Config {
     pub trace_translate: bool,
     /// Log syscalls to stderr, strace-like.
     pub strace: bool,
+    /// Print the engine's counters (blocks translated, compiled, ...) to stderr at exit.
+    pub stats: bool,
     /// `--plugin` specs (`path[,k=v]...`), in command-line order.
     pub plugins: Vec<String>,
     /// Bytes of compiled code kept before the code cache is flushed and refilled.
@@ -43,6 +45,7 @@ impl Default for Config {
             max_block_insns: 64,
             trace_translate: false,
             strace: false,
+            stats: false,
             plugins: Vec::new(),
             jit_cache_size: 256 << 20,
             jit_chain_budget: 1 << 14,

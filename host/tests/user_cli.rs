@@ -160,3 +160,49 @@ fn strace_and_trace_translate_go_to_stderr() {
     assert!(e.contains("---- TB 0x") && e.contains("syscall"), "{e}");
     assert_eq!(status_str(&o), "exit 0");
 }
+
+/// `--stats` prints the engine's counters at exit; the tuning knobs take effect and
+/// refuse out-of-range values with clap's one-line error and status 2.
+#[test]
+fn stats_and_tuning_knobs() {
+    if !have_gcc() {
+        return;
+    }
+    let d = TempDir::new("cli-stats");
+    let p = build_nolibc(&d, "rt_die");
+    let counter = |e: &str, name: &str| -> u64 {
+        let line = e.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{e}"));
+        line[name.len()..].trim().parse().unwrap_or_else(|_| panic!("{line}"))
+    };
+    // Interpreter only: every block run is an interpreted run, nothing is compiled.
+    let o = emulated(&["--stats", "--tier", "interp"], &p, &["exit", "4"], &[]);
+    assert_eq!(status_str(&o), "exit 4");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("==blockscope== stats"), "{e}");
+    assert!(counter(&e, "blocks translated") > 0, "{e}");
+    assert!(counter(&e, "interpreted block runs") >= counter(&e, "blocks translated"), "{e}");
+    assert_eq!(counter(&e, "blocks compiled"), 0, "{e}");
+    // JIT: every block is compiled before it runs; blocks of one instruction at most.
+    let o =
+        emulated(&["--stats", "--tier", "jit", "--max-block-insns", "1"], &p, &["exit", "5"], &[]);
+    assert_eq!(status_str(&o), "exit 5");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(counter(&e, "blocks compiled"), counter(&e, "blocks translated"), "{e}");
+    assert!(counter(&e, "entries into compiled code") > 0, "{e}");
+    // Without --stats, nothing extra on stderr.
+    let o = emulated(&["--hot-threshold", "1", "--jit-cache-mib", "4"], &p, &["exit", "0"], &[]);
+    assert_eq!(status_str(&o), "exit 0");
+    assert!(o.stderr.is_empty(), "{}", show(&o));
+    for bad in [
+        ["--hot-threshold", "0"],
+        ["--max-block-insns", "1000"],
+        ["--jit-cache-mib", "0"],
+        ["--jit-chain-budget", "-1"],
+    ] {
+        let o = run_bs(&["run", bad[0], bad[1], "--", "true"]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", show(&o));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.starts_with("error: ") && e.contains(bad[0]), "{bad:?}: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
+}

@@ -36,6 +36,7 @@ pub struct Engine {
     pages: Mutex<HashMap<u64, Vec<u64>>>,
     generation: AtomicU64,
     translations: AtomicU64,
+    invalidated: AtomicU64,
     /// The JIT tier's compiler, compile queue and counters (`tier.rs`).
     pub jit: super::tier::EngineJit,
 }
@@ -55,6 +56,7 @@ impl Engine {
             pages: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             translations: AtomicU64::new(0),
+            invalidated: AtomicU64::new(0),
             jit: Default::default(),
         })
     }
@@ -150,6 +152,7 @@ impl Engine {
                     if let Some(tb) = tbs.remove(&pc) {
                         // Unlink every compiled chain into the dead block.
                         tb.jit.kill();
+                        self.invalidated.fetch_add(1, Ordering::Relaxed);
                         any = true;
                     }
                 }
@@ -158,6 +161,23 @@ impl Engine {
         if any {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// The engine's counters, one `name value` pair per line (`--stats`).
+    pub fn stats(&self) -> String {
+        let j = &self.jit;
+        let rows: [(&str, u64); 9] = [
+            ("blocks translated", self.translations()),
+            ("blocks invalidated", self.invalidated.load(Ordering::Relaxed)),
+            ("invalidation events", self.generation()),
+            ("interpreted block runs", j.interpreted.load(Ordering::Relaxed)),
+            ("blocks compiled", j.compiled.load(Ordering::Relaxed)),
+            ("hot regions compiled", j.regions.load(Ordering::Relaxed)),
+            ("blocks the jit refused", j.failed.load(Ordering::Relaxed)),
+            ("entries into compiled code", j.entries.load(Ordering::Relaxed)),
+            ("code cache flushes", j.flushes.load(Ordering::Relaxed)),
+        ];
+        rows.iter().map(|(k, v)| format!("{k:<28}{v:>14}\n")).collect()
     }
 
     /// Drop every TB overlapping `[start, end)`.

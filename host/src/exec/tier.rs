@@ -124,6 +124,8 @@ pub struct EngineJit {
     pub flushes: AtomicU64,
     /// Hot regions compiled.
     pub regions: AtomicU64,
+    /// Block runs in the interpreter.
+    pub interpreted: AtomicU64,
 }
 
 struct Job {
@@ -168,6 +170,7 @@ pub(super) fn run_tb(
     let Some(c) = code.filter(|_| !mem.code_written()) else {
         vj.pending_link = None;
         vj.pending_indirect = None;
+        engine.jit.interpreted.fetch_add(1, Ordering::Relaxed);
         return interp::run_block(&tb.block, cpu, mem);
     };
     if let Some(lp) = vj.pending_link.take() {

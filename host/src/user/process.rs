@@ -45,6 +45,7 @@ impl Process {
     pub fn exit(&self, code: i32) -> ! {
         // Plugins flush; one that failed while running makes the exit status its own.
         let code = self.engine.plugins.on_exit().map_or_else(|e| e.exit_status(), |()| code);
+        self.print_stats();
         if self.config.strace {
             self.strace_line(&format!("+++ exited with {} +++", code & 0xff));
         }
@@ -54,10 +55,18 @@ impl Process {
     /// End the process by signal `sig`, as the kernel's default action does.
     pub fn die(&self, sig: i32) -> ! {
         let _ = self.engine.plugins.on_exit();
+        self.print_stats();
         if self.config.strace {
             self.strace_line(&format!("+++ killed by {} +++", signal::sig_name(sig)));
         }
         sys::die_with_signal(sig)
+    }
+
+    /// `--stats`: the engine's counters on stderr.
+    fn print_stats(&self) {
+        if self.config.stats {
+            sys::write_stderr(&format!("==blockscope== stats\n{}", self.engine.stats()));
+        }
     }
 
     /// Print one strace-style line to stderr, prefixed with the thread id.
