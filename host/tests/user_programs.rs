@@ -57,6 +57,11 @@ fn segv_handler_siglongjmp() {
 }
 
 #[test]
+fn inline_memory_faults_exactly() {
+    check("pagemap", &[], &[]);
+}
+
+#[test]
 fn sigalrm() {
     check("alarm", &[], &[]);
 }

@@ -30,8 +30,7 @@ use crate::cpu::CpuState;
 use crate::ir::{Block, Op, Term};
 use crate::mem::{DirectAccessors, GuestMemory};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
 const NOT_QUEUED: u8 = 0;
 const QUEUED: u8 = 1;
@@ -113,7 +112,7 @@ impl TbJit {
 #[derive(Default)]
 pub struct EngineJit {
     jit: Mutex<Option<Result<Jit, String>>>,
-    queue: OnceLock<Mutex<Sender<Job>>>,
+    queue: OnceLock<Arc<JobQueue>>,
     /// Blocks compiled.
     pub compiled: AtomicU64,
     /// Entries into compiled code from the run loop (each may run many chained blocks).
@@ -126,6 +125,51 @@ pub struct EngineJit {
     pub regions: AtomicU64,
     /// Block runs in the interpreter.
     pub interpreted: AtomicU64,
+}
+
+/// The compile thread's work: a stack, so the blocks that became hot last (the loop the
+/// guest is in now) are compiled first, not after a backlog of start-up code that may
+/// never run again.
+#[derive(Default)]
+struct JobQueue {
+    jobs: Mutex<Vec<Job>>,
+    ready: Condvar,
+    /// Set when the engine goes away: the compile thread ends.
+    closed: AtomicBool,
+}
+
+impl JobQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The newest job, waiting for one; `None` once the queue is closed.
+    fn pop(&self) -> Option<Job> {
+        let mut jobs = self.lock();
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(j) = jobs.pop() {
+                return Some(j);
+            }
+            jobs = self.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        let _jobs = self.lock();
+        self.closed.store(true, Ordering::Release);
+        self.ready.notify_all();
+    }
+}
+
+impl Drop for EngineJit {
+    fn drop(&mut self) {
+        if let Some(q) = self.queue.get() {
+            q.close();
+        }
+    }
 }
 
 struct Job {
@@ -351,7 +395,7 @@ impl EngineJit {
     /// inherits them locked.
     pub fn quiesced<R>(&self, f: impl FnOnce() -> R) -> R {
         let _jit = self.jit.lock().unwrap_or_else(|e| e.into_inner());
-        let _queue = self.queue.get().map(|q| q.lock().unwrap_or_else(|e| e.into_inner()));
+        let _queue = self.queue.get().map(|q| q.lock());
         f()
     }
 }
@@ -360,7 +404,7 @@ impl EngineJit {
 /// if the parent had one (otherwise queued blocks would never be compiled).
 pub fn restart_compiler_after_fork(engine: &Arc<Engine>) {
     if let Some(q) = engine.jit.queue.get() {
-        *q.lock().unwrap_or_else(|e| e.into_inner()) = spawn_compiler(engine);
+        spawn_compiler(engine, q.clone());
     }
 }
 
@@ -373,15 +417,16 @@ pub fn set_helper_thread_init(f: fn()) {
     let _ = HELPER_THREAD_INIT.set(f);
 }
 
-fn spawn_compiler(engine: &Arc<Engine>) -> Sender<Job> {
-    let (tx, rx) = channel::<Job>();
+fn spawn_compiler(engine: &Arc<Engine>, queue: Arc<JobQueue>) {
     let weak: Weak<Engine> = Arc::downgrade(engine);
+    let q = queue.clone();
     let spawned = std::thread::Builder::new().name("blockscope-jit".into()).spawn(move || {
+        let queue = q;
         if let Some(init) = HELPER_THREAD_INIT.get() {
             init();
         }
-        // Ends when the engine (the only sender's owner) is dropped.
-        while let Ok(job) = rx.recv() {
+        // Ends when the engine is dropped (it closes the queue).
+        while let Some(job) = queue.pop() {
             let Some(engine) = weak.upgrade() else { break };
             if job.region {
                 compile_region(&engine, &job.tb, job.direct);
@@ -392,17 +437,25 @@ fn spawn_compiler(engine: &Arc<Engine>) -> Sender<Job> {
     });
     if let Err(e) = spawned {
         eprintln!("blockscope: cannot start the jit thread ({e}); interpreting only");
+        queue.close();
     }
-    tx
 }
 
 fn enqueue(engine: &Arc<Engine>, job: Job) {
-    let q = engine.jit.queue.get_or_init(|| Mutex::new(spawn_compiler(engine)));
-    let tx = q.lock().unwrap_or_else(|e| e.into_inner());
-    if tx.send(job).is_err() {
+    let q = engine.jit.queue.get_or_init(|| {
+        let q = Arc::new(JobQueue::default());
+        spawn_compiler(engine, q.clone());
+        q
+    });
+    let mut jobs = q.lock();
+    if q.closed.load(Ordering::Acquire) {
         // No compile thread: the block simply stays interpreted.
         engine.jit.failed.fetch_add(1, Ordering::Relaxed);
+        return;
     }
+    jobs.push(job);
+    drop(jobs);
+    q.ready.notify_one();
 }
 
 /// Compile `tb` and install the code. On a full cache, start a new code generation and

@@ -369,6 +369,8 @@ pub struct DirectAccessors {
     pub load: [usize; 4],
     /// `bs_st8`, `bs_st16`, `bs_st32`, `bs_st64`.
     pub store: [usize; 4],
+    /// Base of the page map (`page_map` below), or 0 if it could not be reserved.
+    pub page_map: usize,
 }
 
 impl DirectAccessors {
@@ -388,8 +390,139 @@ impl DirectAccessors {
                 f(bs_st32 as *const ()),
                 f(bs_st64 as *const ()),
             ],
+            page_map: page_map::base(),
         }
     }
+}
+
+/// The page map: one byte per 4 KiB page of the user address space (below 2^47), saying
+/// which plain accesses cannot fault on the host. Compiled code reads it to access guest
+/// memory inline (`mov` with no call) and calls the accessors only when the byte says no.
+///
+/// It is one process-wide table because the host address space is one: `DirectShared`
+/// sets and clears bytes for the pages it records, always under its lock, clearing a bit
+/// *before* the host mapping loses the permission and setting it *after* the mapping has
+/// it. The table is reserved lazily with `MAP_NORESERVE` (32 GiB of address space; pages
+/// never written read as zero: "not known, take the accessor").
+pub mod page_map {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::OnceLock;
+
+    /// A load of any width cannot fault (the page is host-readable).
+    pub const READ: u8 = 1;
+    /// A store of any width cannot fault (host-writable: not write-protected for code).
+    pub const WRITE: u8 = 2;
+    /// The guest may write the page (it is write-protected only because it holds code).
+    pub const GUEST_WRITE: u8 = 4;
+    /// Pages covered: addresses below `PAGES << 12` (the user half of the address space).
+    pub const PAGES: u64 = 1 << 35;
+
+    fn table() -> Option<usize> {
+        static BASE: OnceLock<Option<usize>> = OnceLock::new();
+        *BASE.get_or_init(|| {
+            // SAFETY: a fresh private anonymous reservation; nothing else refers to it.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    PAGES as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            (p != libc::MAP_FAILED).then_some(p as usize)
+        })
+    }
+
+    /// The table's address, or 0 when it could not be reserved (compiled code then calls
+    /// the accessors for every access).
+    pub fn base() -> usize {
+        table().unwrap_or(0)
+    }
+
+    fn byte(page: u64) -> Option<&'static AtomicU8> {
+        let idx = page >> 12;
+        let base = table()?;
+        if idx >= PAGES {
+            return None;
+        }
+        // SAFETY: `idx < PAGES`, so the byte lies inside the reservation, which is never
+        // unmapped; AtomicU8 has the size and alignment of u8, and every access to the
+        // table from Rust is atomic (compiled code only reads it).
+        Some(unsafe { &*((base + idx as usize) as *const AtomicU8) })
+    }
+
+    /// The flags of the page holding `addr`.
+    pub fn get(addr: u64) -> u8 {
+        byte(addr & !0xfff).map_or(0, |b| b.load(Ordering::Acquire))
+    }
+
+    /// `READ` and the next page is `READ` too: a load of any width and alignment at an
+    /// address in the page cannot fault.
+    pub const READ_NEXT: u8 = 8;
+    /// `WRITE` and the next page is `WRITE` too.
+    pub const WRITE_NEXT: u8 = 16;
+    const BASE: u8 = READ | WRITE | GUEST_WRITE;
+
+    /// Recompute the `*_NEXT` bits of `page` from its own and the next page's flags.
+    fn refresh(page: u64) {
+        let Some(b) = byte(page) else { return };
+        let own = b.load(Ordering::Relaxed) & BASE;
+        let next = byte(page.wrapping_add(4096)).map_or(0, |n| n.load(Ordering::Relaxed));
+        let mut v = own;
+        if own & next & READ != 0 {
+            v |= READ_NEXT;
+        }
+        if own & next & WRITE != 0 {
+            v |= WRITE_NEXT;
+        }
+        if b.load(Ordering::Relaxed) != v {
+            b.store(v, Ordering::Release);
+        }
+    }
+
+    /// Set the flags (`READ`, `WRITE`, `GUEST_WRITE`) of `page` (page-aligned), and the
+    /// `*_NEXT` bits of it and of the page before. Callers serialise (one lock).
+    pub(super) fn set(page: u64, flags: u8) {
+        let Some(b) = byte(page) else { return };
+        let old = b.load(Ordering::Relaxed);
+        // Keep only the `*_NEXT` bits the new base bits still allow; `refresh` below
+        // recomputes them exactly.
+        b.store((flags & BASE) | (old & !BASE & flags_next_mask(flags)), Ordering::Release);
+        if page >= 4096 {
+            refresh(page - 4096);
+        }
+        refresh(page);
+    }
+
+    /// The `*_NEXT` bits that may survive when a page's base bits become `flags`.
+    fn flags_next_mask(flags: u8) -> u8 {
+        let mut m = 0;
+        if flags & READ != 0 {
+            m |= READ_NEXT;
+        }
+        if flags & WRITE != 0 {
+            m |= WRITE_NEXT;
+        }
+        m
+    }
+}
+
+/// The page-map flags of a page with guest protection `prot`; `code` when the page is
+/// write-protected by us because it holds translated code.
+fn page_flags(prot: Prot, code: bool) -> u8 {
+    let mut f = 0;
+    if prot.0 & (Prot::READ | Prot::WRITE | Prot::EXEC) != 0 {
+        f |= page_map::READ;
+    }
+    if prot.has(Prot::WRITE) {
+        f |= page_map::GUEST_WRITE;
+        if !code {
+            f |= page_map::WRITE;
+        }
+    }
+    f
 }
 
 /// Status bit: the fault was a SIGBUS (e.g. past the end of a mapped file).
@@ -508,10 +641,24 @@ impl DirectShared {
         let mut p = page_floor(addr);
         while p < page_ceil(addr + len) {
             m.prot.insert(p, prot);
-            if m.code.contains_key(&p) && prot.has(Prot::WRITE) {
+            let code = m.code.contains_key(&p);
+            if code && prot.has(Prot::WRITE) {
                 protect_host(p, Prot(prot.0 & !Prot::WRITE));
                 m.code.insert(p, true);
             }
+            page_map::set(p, page_flags(prot, code));
+            p += PAGE_SIZE;
+        }
+    }
+
+    /// Compiled code must stop accessing `[lo, hi)` inline: call before the host
+    /// mapping loses a permission (munmap, mprotect), so no thread passes the page-map
+    /// check and then faults outside the accessors.
+    pub fn revoke_fast(&self, lo: u64, hi: u64) {
+        let _m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = page_floor(lo);
+        while p < page_ceil(hi) {
+            page_map::set(p, 0);
             p += PAGE_SIZE;
         }
     }
@@ -522,6 +669,7 @@ impl DirectShared {
         let keys: Vec<u64> = m.prot.range(lo..hi).map(|(k, _)| *k).collect();
         for k in keys {
             m.prot.remove(&k);
+            page_map::set(k, 0);
         }
         let code: Vec<u64> = m.code.range(lo..hi).map(|(k, _)| *k).collect();
         for k in &code {
@@ -538,9 +686,12 @@ impl DirectShared {
     pub fn forget_code(&self, page: u64) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(prot_by_us) = m.code.remove(&page) {
+            let p = m.prot.get(&page).copied().unwrap_or_default();
             if prot_by_us {
-                let p = m.prot.get(&page).copied().unwrap_or_default();
                 protect_host(page, p);
+            }
+            if m.prot.contains_key(&page) {
+                page_map::set(page, page_flags(p, false));
             }
         }
     }
@@ -599,6 +750,10 @@ impl DirectShared {
             if !m.code.contains_key(&p) {
                 let prot = m.prot.get(&p).copied().unwrap_or_default();
                 let by_us = prot.has(Prot::WRITE);
+                if m.prot.contains_key(&p) {
+                    // Before the protection: no inline store may start after this.
+                    page_map::set(p, page_flags(prot, true));
+                }
                 if by_us {
                     protect_host(p, Prot(prot.0 & !Prot::WRITE));
                 }
@@ -607,6 +762,17 @@ impl DirectShared {
             p += PAGE_SIZE;
         }
     }
+    /// The fault handler made `page` writable (`async_code_write`): record it like a
+    /// write fault taken by an accessor.
+    fn unprotected_by_handler(&self, page: u64) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if m.code.remove(&page).is_some() {
+            let p = m.prot.get(&page).copied().unwrap_or_default();
+            protect_host(page, p);
+            page_map::set(page, page_flags(p, false));
+        }
+    }
+
     /// A write fault at `addr`: if the page holds code we protected, unprotect it and
     /// return true (the store should be retried and the page's code invalidated).
     fn take_write_fault(&self, addr: u64) -> bool {
@@ -616,6 +782,7 @@ impl DirectShared {
             let p = m.prot.get(&page).copied().unwrap_or_default();
             protect_host(page, p);
             m.code.remove(&page);
+            page_map::set(page, page_flags(p, false));
             true
         } else {
             false
@@ -628,6 +795,16 @@ fn protect_host(page: u64, prot: Prot) {
     // Rust references (module header), so no Rust invariant depends on them.
     let r = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE_SIZE as usize, prot.0 as i32) };
     debug_assert!(r == 0, "mprotect({page:#x}) failed");
+}
+
+impl Drop for DirectShared {
+    /// The pages recorded here are no longer known to be accessible.
+    fn drop(&mut self) {
+        let m = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        for &p in m.prot.keys() {
+            page_map::set(p, 0);
+        }
+    }
 }
 
 /// One vCPU's handle on user-mode guest memory.
@@ -773,9 +950,19 @@ impl GuestMemory for Direct {
         self.shared.watch(start, end);
     }
     fn code_written(&self) -> bool {
-        !self.code_writes.is_empty()
+        !self.code_writes.is_empty() || ASYNC_PENDING.load(std::sync::atomic::Ordering::Relaxed)
     }
     fn take_code_writes(&mut self) -> Vec<u64> {
+        use std::sync::atomic::Ordering;
+        if ASYNC_PENDING.swap(false, Ordering::AcqRel) {
+            for e in &ASYNC_WRITES {
+                let page = e.swap(0, Ordering::AcqRel);
+                if page != 0 {
+                    self.shared.unprotected_by_handler(page);
+                    self.code_writes.push(page);
+                }
+            }
+        }
         std::mem::take(&mut self.code_writes)
     }
     fn direct_accessors(&self) -> Option<DirectAccessors> {
@@ -830,6 +1017,14 @@ extern "C" fn on_fault(sig: i32, info: *mut libc::siginfo_t, uctx: *mut libc::c_
             };
             return;
         }
+        if sig == libc::SIGSEGV && (*info).si_code > 0 {
+            let addr = (*info).si_addr() as u64;
+            let write = gregs[libc::REG_ERR as usize] & 2 != 0;
+            if write && async_code_write(addr) {
+                // Retry the store: the page is writable again and queued for invalidation.
+                return;
+            }
+        }
         if (*info).si_code <= 0 {
             let h = FOREIGN_HOOK.load(std::sync::atomic::Ordering::SeqCst);
             if h != 0 {
@@ -838,10 +1033,68 @@ extern "C" fn on_fault(sig: i32, info: *mut libc::siginfo_t, uctx: *mut libc::c_
                 return;
             }
         }
-        let msg = b"blockscope: internal error: host fault outside guest memory accessors\n";
-        libc::write(2, msg.as_ptr() as *const libc::c_void, msg.len());
+        // One line naming the host pc and address (formatted without allocating: this is
+        // a signal handler).
+        let mut line = *b"blockscope: internal error: host fault outside guest memory accessors \
+            (signal 00, code 0000, pc 0x0000000000000000, addr 0x0000000000000000)\n";
+        let hex = |buf: &mut [u8], mut v: u64| {
+            for b in buf.iter_mut().rev() {
+                *b = b"0123456789abcdef"[(v & 15) as usize];
+                v >>= 4;
+            }
+        };
+        let text_len = line.len();
+        let at = |needle: &[u8], line: &[u8]| {
+            line.windows(needle.len()).position(|w| w == needle).map_or(0, |p| p + needle.len())
+        };
+        let (s_at, c_at) = (at(b"signal ", &line), at(b"code ", &line));
+        let (p_at, a_at) = (at(b"pc 0x", &line), at(b"addr 0x", &line));
+        line[s_at] = b'0' + (sig / 10 % 10) as u8;
+        line[s_at + 1] = b'0' + (sig % 10) as u8;
+        hex(&mut line[c_at..c_at + 4], (*info).si_code as u16 as u64);
+        hex(&mut line[p_at..p_at + 16], rip);
+        hex(&mut line[a_at..a_at + 16], (*info).si_addr() as u64);
+        libc::write(2, line.as_ptr() as *const libc::c_void, text_len);
         libc::signal(sig, libc::SIG_DFL);
     }
+}
+
+/// Pages made writable by the fault handler, not yet invalidated (0 = free entry).
+static ASYNC_WRITES: [std::sync::atomic::AtomicU64; 64] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 64];
+/// Whether `ASYNC_WRITES` may hold entries.
+static ASYNC_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// In the fault handler: a store outside the accessors (compiled code's inline store,
+/// which checked the page map just before another thread write-protected the page for
+/// code) hit a page the guest may write. Make it writable again and queue it for
+/// invalidation, as the accessor path would; false if the page is not such a page or
+/// the queue is full (the fault is then fatal, as before). Only async-signal-safe calls.
+fn async_code_write(addr: u64) -> bool {
+    use std::sync::atomic::Ordering;
+    let flags = page_map::get(addr);
+    if flags & page_map::GUEST_WRITE == 0 || flags & page_map::WRITE != 0 {
+        return false;
+    }
+    let page = page_floor(addr);
+    let Some(slot) = ASYNC_WRITES
+        .iter()
+        .find(|e| e.compare_exchange(0, page, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+    else {
+        return false;
+    };
+    let _ = slot;
+    ASYNC_PENDING.store(true, Ordering::Release);
+    // SAFETY: mprotect is async-signal-safe; the page is a guest page (GUEST_WRITE is only
+    // set for pages `DirectShared` recorded), which no Rust reference aliases.
+    let r = unsafe {
+        libc::mprotect(
+            page as *mut libc::c_void,
+            PAGE_SIZE as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    r == 0
 }
 
 /// Install the SIGSEGV/SIGBUS handler (idempotent).

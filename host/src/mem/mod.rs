@@ -10,8 +10,8 @@
 mod direct;
 
 pub use direct::{
-    host_tsc, install_fault_handler, set_foreign_fault_hook, Direct, DirectAccessors, DirectShared,
-    ForeignFaultHook, Prot, PF_BUS,
+    host_tsc, install_fault_handler, page_map, set_foreign_fault_hook, Direct, DirectAccessors,
+    DirectShared, ForeignFaultHook, Prot, PF_BUS,
 };
 
 use crate::cpu::{Fault, Width};

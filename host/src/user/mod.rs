@@ -243,6 +243,7 @@ pub fn run_with_plugins(
         live_threads: AtomicUsize::new(1),
         main_tid: AtomicI32::new(sys::gettid()),
     });
+    sys::settle_host_thread_setup();
     proc.actions.apply_all();
     if proc.config.strace {
         let interp = match &loaded.interp {

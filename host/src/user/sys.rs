@@ -529,6 +529,9 @@ pub fn set_host_action(sig: i32, action: HostAction) {
     if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGSEGV | libc::SIGBUS) {
         return;
     }
+    if let Some(a) = LAST_HOST_ACTION.get(sig as usize) {
+        a.store(action as u8 + 1, Ordering::Relaxed);
+    }
     let handler = match action {
         HostAction::Default => libc::SIG_DFL,
         HostAction::Ignore => libc::SIG_IGN,
@@ -541,6 +544,33 @@ pub fn set_host_action(sig: i32, action: HostAction) {
         mask: !0,
     };
     syscall6(libc::SYS_rt_sigaction, [sig as u64, &sa as *const _ as u64, 0, 8, 0, 0]);
+}
+
+/// The host action last set per signal (`HostAction as u8 + 1`; 0 = never set).
+static LAST_HOST_ACTION: [std::sync::atomic::AtomicU8; 65] =
+    [const { std::sync::atomic::AtomicU8::new(0) }; 65];
+
+/// The host C library installs its own handlers for the two signals it reserves for
+/// threads (32: thread cancellation, 33: set*id broadcast) when the process creates its
+/// first thread. Those signals belong to the guest here (its libc uses them the same
+/// way), so after blockscope creates a thread, set them back to what the guest asked.
+pub fn reassert_thread_signals() {
+    for sig in [32, 33] {
+        let action = match LAST_HOST_ACTION[sig].load(Ordering::Relaxed) {
+            1 => HostAction::Default,
+            2 => HostAction::Ignore,
+            3 => HostAction::Catch,
+            _ => continue,
+        };
+        set_host_action(sig as i32, action);
+    }
+}
+
+/// Make the host C library's first-thread set-up happen now, before the guest's signal
+/// actions are applied (see `reassert_thread_signals`): start and join a thread.
+pub fn settle_host_thread_setup() {
+    let _ =
+        std::thread::Builder::new().name("blockscope-init".into()).spawn(|| {}).map(|h| h.join());
 }
 
 /// Whether SIGPIPE was ignored when the process started, captured by an ELF constructor
@@ -592,6 +622,8 @@ fn set_thread_mask_raw(mask: u64) -> u64 {
 /// signal for good, so guest signals go to guest threads.
 pub fn block_signals_in_helper_thread() {
     block_all_signals();
+    // The thread exists: the host libc's set-up for it has run (in the creating thread).
+    reassert_thread_signals();
 }
 
 /// Block every host signal on this thread; returns the previous mask.

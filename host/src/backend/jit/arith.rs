@@ -15,7 +15,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// The Cranelift integer type of a width.
-fn ty(w: Width) -> Type {
+pub(super) fn ty(w: Width) -> Type {
     match w {
         Width::W8 => types::I8,
         Width::W16 => types::I16,

@@ -485,6 +485,7 @@ impl Lower<'_, '_> {
                     v
                 };
                 let v = match self.direct {
+                    Some(d) if d.page_map != 0 => self.inline_access(d.page_map, w, a, None, slow),
                     Some(d) => self.direct_access(d.load[w as usize], &[a], slow),
                     None => slow(self),
                 };
@@ -500,6 +501,9 @@ impl Lower<'_, '_> {
                     r
                 };
                 match self.direct {
+                    Some(d) if d.page_map != 0 => {
+                        self.inline_access(d.page_map, w, a, Some(v), slow)
+                    }
                     Some(d) => self.direct_access(d.store[w as usize], &[a, v], slow),
                     None => slow(self),
                 };
@@ -752,6 +756,98 @@ impl Lower<'_, '_> {
         let call = self.fb.ins().call_indirect(sig, f, args);
         let r = self.fb.inst_results(call);
         (r[0], r[1])
+    }
+
+    /// A load (`val` None) or store of `w` at guest address `a`, done inline when the page
+    /// map says it cannot fault: the page's byte allows it and the access does not cross
+    /// into the next page. Otherwise `slow` (the shim) does it, with its exact fault and
+    /// code-write handling. Returns the loaded value (stores: the stored one).
+    fn inline_access(
+        &mut self,
+        map: usize,
+        w: Width,
+        a: Value,
+        val: Option<Value>,
+        slow: impl FnOnce(&mut Self) -> Value,
+    ) -> Value {
+        use crate::mem::page_map;
+        // Two predictable branches: inside the table, allowed by the page's byte (for a
+        // wider access: with the next page allowing it too; else the cold check of the
+        // page alone and of not crossing into the next one).
+        let fast = self.fb.create_block();
+        let cold = self.fb.create_block();
+        let join = self.fb.create_block();
+        let joined = self.fb.append_block_param(join, types::I64);
+        let page = self.fb.ins().ushr_imm_u(a, 12);
+        let outside = self.fb.ins().icmp_imm_u(
+            IntCC::UnsignedGreaterThanOrEqual,
+            page,
+            page_map::PAGES as i64,
+        );
+        let in_table = self.fb.create_block();
+        self.fb.ins().brif(outside, cold, &[], in_table, &[]);
+        self.fb.seal_block(in_table);
+        self.fb.switch_to_block(in_table);
+        let base = self.konst(map as u64);
+        let at = self.fb.ins().iadd(base, page);
+        let flags = self.fb.ins().uload8(types::I32, MemFlagsData::trusted(), at, 0);
+        let (need, need_next) = match val {
+            Some(_) => (page_map::WRITE, page_map::WRITE_NEXT),
+            None => (page_map::READ, page_map::READ_NEXT),
+        };
+        let size = w.bytes() as u64;
+        if size > 1 {
+            // Usually the next page allows it too, so crossing into it cannot fault.
+            let both = self.fb.ins().band_imm_u(flags, need_next as i64);
+            let last_page = self.fb.create_block();
+            self.fb.ins().brif(both, fast, &[], last_page, &[]);
+            self.fb.seal_block(last_page);
+            self.fb.set_cold_block(last_page);
+            self.fb.switch_to_block(last_page);
+            let allowed = self.fb.ins().band_imm_u(flags, need as i64);
+            let in_page = self.fb.create_block();
+            self.fb.ins().brif(allowed, in_page, &[], cold, &[]);
+            self.fb.seal_block(in_page);
+            self.fb.set_cold_block(in_page);
+            self.fb.switch_to_block(in_page);
+            let off = self.fb.ins().band_imm_u(a, 0xfff);
+            let crosses =
+                self.fb.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, off, 4096 - size as i64);
+            self.fb.ins().brif(crosses, cold, &[], fast, &[]);
+        } else {
+            let allowed = self.fb.ins().band_imm_u(flags, need as i64);
+            self.fb.ins().brif(allowed, fast, &[], cold, &[]);
+        }
+        self.fb.seal_block(fast);
+        self.fb.seal_block(cold);
+        self.fb.set_cold_block(cold);
+        self.fb.switch_to_block(fast);
+        let ty = arith::ty(w);
+        // Guest memory: plain flags (it may alias anything but the CPU state, and it
+        // cannot trap here, the page map said so).
+        let mem = MemFlagsData::new();
+        let v = match val {
+            None => {
+                let x = self.fb.ins().load(ty, mem, a, 0);
+                if ty == types::I64 {
+                    x
+                } else {
+                    self.fb.ins().uextend(types::I64, x)
+                }
+            }
+            Some(v) => {
+                let x = if ty == types::I64 { v } else { self.fb.ins().ireduce(ty, v) };
+                self.fb.ins().store(mem, x, a, 0);
+                v
+            }
+        };
+        self.fb.ins().jump(join, &[v.into()]);
+        self.fb.switch_to_block(cold);
+        let v2 = slow(self);
+        self.fb.ins().jump(join, &[v2.into()]);
+        self.fb.seal_block(join);
+        self.fb.switch_to_block(join);
+        joined
     }
 
     /// A load or store through the raw accessor, redone through the shim (`slow`, which

@@ -52,6 +52,8 @@ pub fn mmap(t: &mut Thread, a: &[u64; 6]) -> i64 {
         if !fixed_ok(t, addr, addr.saturating_add(len)) {
             return ENOMEM;
         }
+        // The new mapping replaces the old at once: no inline access may still trust it.
+        t.proc.shared.revoke_fast(addr, addr.saturating_add(len));
     }
     match sys::mmap(addr, len, hprot, flags, a[4] as i32, a[5]) {
         Err(e) => errno(e),
@@ -76,6 +78,7 @@ pub fn munmap(t: &mut Thread, addr: u64, len: u64) -> i64 {
         return EINVAL;
     }
     let end = page_ceil(addr + len);
+    t.proc.shared.revoke_fast(addr, end);
     for (s, e, _) in t.proc.shared.mapped_ranges(addr, end) {
         sys::munmap(s, e - s);
     }
@@ -92,13 +95,18 @@ pub fn mprotect(t: &mut Thread, addr: u64, len: u64, prot: u64) -> i64 {
     if end == addr {
         return 0;
     }
-    let covered: u64 = t.proc.shared.mapped_ranges(addr, end).iter().map(|r| r.1 - r.0).sum();
+    let before = t.proc.shared.mapped_ranges(addr, end);
+    let covered: u64 = before.iter().map(|r| r.1 - r.0).sum();
     if covered != end - addr {
         return ENOMEM;
     }
     let gprot = (prot as i32 & 7) as u32;
+    t.proc.shared.revoke_fast(addr, end);
     let r = sys::mprotect(addr, end - addr, host_prot(gprot) | (prot as i32 & !7));
     if r < 0 {
+        for (s, e, p) in before {
+            t.proc.shared.map(s, e - s, p);
+        }
         return r;
     }
     unrecord(t, addr, end);
@@ -120,8 +128,14 @@ pub fn mremap(t: &mut Thread, a: &[u64; 6]) -> i64 {
     {
         return ENOMEM;
     }
+    let old_end = old.saturating_add(page_ceil(old_len));
+    let before = t.proc.shared.mapped_ranges(old, old_end);
+    t.proc.shared.revoke_fast(old, old_end);
     let r = sys::syscall6(libc::SYS_mremap, [old, old_len, new_len, flags as u64, new_addr, 0]);
     if r < 0 {
+        for (s, e, p) in before {
+            t.proc.shared.map(s, e - s, p);
+        }
         return r;
     }
     let new = r as u64;
@@ -211,6 +225,7 @@ pub fn brk(t: &mut Thread, want: u64) -> i64 {
             Err(_) => return b.cur as i64,
         }
     } else if new_top < old_top {
+        proc.shared.revoke_fast(new_top, old_top);
         sys::munmap(new_top, old_top - new_top);
         unrecord(t, new_top, old_top);
     }

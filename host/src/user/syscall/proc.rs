@@ -117,6 +117,7 @@ fn fork(t: &mut Thread, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) 
         }
         t.proc.after_fork_child(&t.signals);
         crate::exec::restart_compiler_after_fork(&t.proc.engine);
+        sys::reassert_thread_signals();
         t.tid = sys::gettid();
         if stack != 0 {
             t.vcpu.cpu.set_gpr(4, stack);
@@ -185,6 +186,7 @@ fn spawn_thread(t: &mut Thread, flags: u64, stack: u64, ptid: u64, ctid: u64, tl
         proc.live_threads.fetch_sub(1, Ordering::SeqCst);
         return -(libc::EAGAIN as i64);
     }
+    sys::reassert_thread_signals();
     match rx.recv() {
         Ok(tid) => tid as i64,
         Err(_) => -(libc::EAGAIN as i64),
