@@ -16,9 +16,11 @@
 //!   and no block holds it (see `backend::jit::chain`).
 //! - Hot regions: when a compiled run comes back because it used up its chain budget, it
 //!   was looping. The block it stopped at becomes the head of a region: the translated
-//!   blocks reachable from it by direct exits that lead back to it (at most
-//!   `MAX_REGION_BLOCKS`), compiled as one function (`Jit::compile_region`) and installed
-//!   as the head's code. Every member keeps the region in its `dependents`, so
+//!   blocks reachable from it that lead back to it (at most `MAX_REGION_BLOCKS`), following
+//!   direct exits and the hot targets an indirect jump took while its block was
+//!   interpreted (`IndirectProfile`), compiled as one function (`Jit::compile_region_with`)
+//!   and installed as the head's code; exits linked to the head's own code are unlinked
+//!   so they relink to the region. Every member keeps the region in its `dependents`, so
 //!   invalidating any member kills the region and the head falls back to its own code.
 //! - A block the JIT cannot compile is marked failed and stays interpreted.
 

@@ -29,7 +29,8 @@
 //!
 //! Loops and regions: a function may hold several blocks (a hot region, entered at the
 //! first). A direct exit to a block of the function (or a one-block loop's exit to itself)
-//! jumps to that block's header inside the function, budget permitting, so guest
+//! jumps to that block's header inside the function, budget permitting (so does an
+//! indirect jump or return whose target equals one of the pcs listed for its block), so guest
 //! registers stay in host registers across blocks and iterations. For that every header
 //! has the same slot state: every guest slot any block mentions is loaded before the
 //! headers, and every slot any block writes is counted dirty; a back edge reloads what a
