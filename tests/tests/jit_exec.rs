@@ -343,3 +343,73 @@ fn patching_a_block_inside_a_hot_region_kills_the_region() {
         }
     }
 }
+
+// A switch loop dispatching through `jmp rdx` to four 32-byte op bodies:
+// l: mov edx, ecx ; and edx, 3 ; shl edx, 5 ; lea rdi, [rip + op0] ; add rdx, rdi ; jmp rdx
+// op0: add rax, 1 ; jmp next          op1: add rax, 3 ; jmp next
+// op2: xor rax, rcx ; jmp next
+// op3: cmp ecx, 503 ; jne 1f ; mov byte [rsi], 5 (patches op0's immediate) ;
+//      1: add rbx, rax ; jmp next
+// next: dec ecx ; jnz l ; hlt
+fn switch_loop() -> Vec<u8> {
+    let mut c = vec![0x89, 0xca, 0x83, 0xe2, 0x03, 0xc1, 0xe2, 0x05];
+    c.extend([0x48, 0x8d, 0x3d, 0x11, 0, 0, 0, 0x48, 0x01, 0xfa, 0xff, 0xe2]);
+    c.resize(32, 0x90);
+    c.extend([0x48, 0x83, 0xc0, 0x01, 0xe9, 0x77, 0, 0, 0]);
+    c.resize(64, 0x90);
+    c.extend([0x48, 0x83, 0xc0, 0x03, 0xe9, 0x57, 0, 0, 0]);
+    c.resize(96, 0x90);
+    c.extend([0x48, 0x31, 0xc8, 0xe9, 0x38, 0, 0, 0]);
+    c.resize(128, 0x90);
+    c.extend([0x81, 0xf9, 0xf7, 0x01, 0, 0, 0x75, 0x03, 0xc6, 0x06, 0x05]);
+    c.extend([0x48, 0x01, 0xc3, 0xe9, 0x0d, 0, 0, 0]);
+    c.resize(160, 0x90);
+    c.extend([0xff, 0xc9, 0x0f, 0x85, 0x58, 0xff, 0xff, 0xff, 0xf4]);
+    c
+}
+
+#[test]
+fn switch_loop_through_an_indirect_jump_becomes_a_hot_region() {
+    let n = 3_000_000u64;
+    let init = |c: &mut CpuState, _| {
+        c.set_gpr(1, n);
+        c.set_gpr(6, c.rip() + 35);
+    };
+    let code = switch_loop();
+    let (mut a, mut b, mut inc0) = (0u64, 0u64, 1u64);
+    for c in (1..=n).rev() {
+        match c & 3 {
+            0 => a = a.wrapping_add(inc0),
+            1 => a = a.wrapping_add(3),
+            2 => a ^= c,
+            _ => {
+                if c == 503 {
+                    inc0 = 5;
+                }
+                b = b.wrapping_add(a);
+            }
+        }
+    }
+    let (want, _) = run_cfg(&code, Config { tier: Tier::Interp, ..Config::default() }, init);
+    assert_eq!((want.gpr(0), want.gpr(3)), (a, b), "interpreter");
+    // Auto: the dispatch block is interpreted (profiling its targets) before it is
+    // compiled; the region then holds the dispatch and the op bodies, and the patch of
+    // op0 near the end must kill it (the results differ otherwise).
+    let cfg =
+        Config { tier: Tier::Auto, jit_chain_budget: 256, hot_threshold: 32, ..Config::default() };
+    // The region is compiled on the background thread: on a loaded machine a run may end
+    // before it is installed, so up to three runs (each must be exact) until one has it.
+    let mut regions = 0;
+    for _ in 0..3 {
+        let (cpu, engine) = run_cfg(&code, cfg.clone(), init);
+        // %rdx, %rsi, %rdi and %rip hold addresses in the (freshly mapped) code page.
+        for s in (0..64).filter(|s| ![2, 6, 7, 16].contains(s)) {
+            assert_eq!(cpu.slots[s], want.slots[s], "slot {s}");
+        }
+        regions = engine.jit.regions.load(Ordering::Relaxed);
+        if regions >= 1 {
+            break;
+        }
+    }
+    assert!(regions >= 1, "no region was compiled in three runs");
+}

@@ -512,3 +512,132 @@ fn random_regions_agree_with_interpreting_their_blocks() {
     }
     assert!(moved >= 250, "only {moved} runs went from one region block to another");
 }
+
+/// Make `b` end in an indirect jump (or return) to a value chosen at run time among a
+/// region pc, another pc (in the region or not) and a random guest slot.
+fn end_in_indirect(rng: &mut Rng, b: &mut Block, pcs: &[u64]) {
+    let base = b.temps;
+    let t = |k: u16| Slot::temp(base + k);
+    let inside = pcs[rng.below(pcs.len() as u64) as usize];
+    let other = if rng.chance(1, 2) {
+        pcs[rng.below(pcs.len() as u64) as usize]
+    } else {
+        0x60_0000 + rng.below(0x100)
+    };
+    let (c1, c2) = (Slot(rng.below(GUEST_SLOTS as u64) as u16), Slot(rng.below(16) as u16));
+    b.ops.push(Op::Const { dst: t(0), imm: inside });
+    b.ops.push(Op::Const { dst: t(1), imm: other });
+    b.ops.push(Op::Select { dst: t(2), c: c1, t: t(0), f: t(1) });
+    // Now and then the target is whatever a guest register holds (nearly always a miss).
+    let target = if rng.chance(1, 8) { Slot(rng.below(16) as u16) } else { t(2) };
+    b.ops.push(Op::Select { dst: t(3), c: c2, t: target, f: t(2) });
+    b.temps += 4;
+    b.term = Term::Indirect { target: t(3), is_ret: rng.chance(1, 2) };
+    if let Err(e) = verify(b) {
+        panic!("made an invalid block ({e}):\n{b}");
+    }
+}
+
+/// Random regions whose blocks also jump among themselves through indirect jumps and
+/// returns (compiled with a random subset of each block's region targets, in random
+/// order, as a profile would give them) and run with a budget of k transfers must equal
+/// interpreting their blocks while each transfer is one the function keeps inside.
+#[test]
+fn random_regions_with_indirect_edges_agree_with_interpreting_their_blocks() {
+    use blockscope::backend::interp::run_block;
+    use blockscope::backend::jit::ChainState;
+    use blockscope::backend::BlockExit;
+    let mut jit = Jit::new().expect("jit");
+    let mut rng = Rng(0x1d1e_c7ed);
+    let (mut moved, mut indirect_moves) = (0, 0);
+    for n in 0..2500 {
+        let count = 2 + rng.below(4) as usize;
+        let pcs: Vec<u64> = (0..count as u64).map(|k| 0x40_0000 + k * 0x1000).collect();
+        let blocks: Vec<Block> = pcs
+            .iter()
+            .map(|&pc| {
+                let mut b = loop {
+                    let b = gen_block_at(&mut rng, pc, &pcs);
+                    if !matches!(b.term, Term::Fault { .. } | Term::Halt { .. }) {
+                        break b;
+                    }
+                };
+                if rng.chance(2, 3) {
+                    end_in_indirect(&mut rng, &mut b, &pcs);
+                }
+                b
+            })
+            .collect();
+        // Each block's in-function indirect targets: a random subset in random order.
+        let indirect: Vec<Vec<u64>> = blocks
+            .iter()
+            .map(|_| {
+                let mut t: Vec<u64> = pcs.iter().copied().filter(|_| rng.chance(3, 4)).collect();
+                for i in (1..t.len()).rev() {
+                    t.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+                t
+            })
+            .collect();
+        let refs: Vec<&Block> = blocks.iter().collect();
+        let tb = match jit.compile_region_with(&refs, &indirect, None) {
+            Ok(tb) => tb,
+            Err(e) => panic!("region {n}: {e}"),
+        };
+        let k = rng.below(10);
+        let cpu = random_cpu(&mut rng);
+        let mem = ScratchMem::new((0..MEM_LEN).map(|_| rng.next() as u8).collect());
+        let (mut ci, mut mi) = (cpu.clone(), mem.clone());
+        set_plugin_mem(&mut ci, &plugin_words(&cpu));
+        PLUGIN_LOG.with(|l| l.borrow_mut().clear());
+        let mut at = 0;
+        let mut ei = BlockExit::Halt;
+        for step in 0..=k {
+            if step == 1 {
+                moved += 1;
+            }
+            ei = run_block(&blocks[at], &mut ci, &mut mi);
+            let next = match ei {
+                BlockExit::Jump(t) if !mi.written => pcs.iter().position(|&p| p == t),
+                BlockExit::Indirect { pc, .. } if !mi.written && indirect[at].contains(&pc) => {
+                    if step < k {
+                        indirect_moves += 1;
+                    }
+                    pcs.iter().position(|&p| p == pc)
+                }
+                _ => None,
+            };
+            match next {
+                Some(i) => at = i,
+                None => break,
+            }
+        }
+        let log_i = PLUGIN_LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
+        let (mut cj, mut mj) = (cpu.clone(), mem.clone());
+        set_plugin_mem(&mut cj, &plugin_words(&cpu));
+        let mut chain = ChainState::default();
+        chain.budget = k;
+        let (ej, _) = tb.run_chained(&mut cj, &mut mj, &mut chain);
+        let log_j = PLUGIN_LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
+        let same = ei == ej
+            && ci.slots[..GUEST_SLOTS] == cj.slots[..GUEST_SLOTS]
+            && mi.bytes == mj.bytes
+            && mi.log == mj.log
+            && log_i == log_j
+            && plugin_words(&ci) == plugin_words(&cj);
+        if !same {
+            let diff: Vec<String> = (0..GUEST_SLOTS)
+                .filter(|&s| ci.slots[s] != cj.slots[s])
+                .map(|s| format!("slot {s}: {:#x} vs {:#x}", ci.slots[s], cj.slots[s]))
+                .collect();
+            let text: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+            panic!(
+                "region {n}, budget {k}: interp {ei:?}, jit {ej:?}\n{diff:?}\nindirect \
+                 targets {indirect:x?}\n{}",
+                text.join("\n")
+            );
+        }
+    }
+    assert!(moved >= 250, "only {moved} runs went from one region block to another");
+    assert!(indirect_moves >= 250, "only {indirect_moves} indirect transfers stayed inside");
+}

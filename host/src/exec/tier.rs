@@ -16,9 +16,11 @@
 //!   and no block holds it (see `backend::jit::chain`).
 //! - Hot regions: when a compiled run comes back because it used up its chain budget, it
 //!   was looping. The block it stopped at becomes the head of a region: the translated
-//!   blocks reachable from it by direct exits that lead back to it (at most
-//!   `MAX_REGION_BLOCKS`), compiled as one function (`Jit::compile_region`) and installed
-//!   as the head's code. Every member keeps the region in its `dependents`, so
+//!   blocks reachable from it that lead back to it (at most `MAX_REGION_BLOCKS`), following
+//!   direct exits and the hot targets an indirect jump took while its block was
+//!   interpreted (`IndirectProfile`), compiled as one function (`Jit::compile_region_with`)
+//!   and installed as the head's code; exits linked to the head's own code are unlinked
+//!   so they relink to the region. Every member keeps the region in its `dependents`, so
 //!   invalidating any member kills the region and the head falls back to its own code.
 //! - A block the JIT cannot compile is marked failed and stays interpreted.
 
@@ -29,7 +31,7 @@ use crate::config::Tier;
 use crate::cpu::CpuState;
 use crate::ir::{Block, Op, Term};
 use crate::mem::{DirectAccessors, GuestMemory};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
 const NOT_QUEUED: u8 = 0;
@@ -38,6 +40,53 @@ const FAILED: u8 = 2;
 
 /// Most blocks in one hot region.
 const MAX_REGION_BLOCKS: usize = 16;
+
+/// Most distinct targets an indirect jump's profile records.
+const IND_TARGETS: usize = 16;
+
+/// The targets an indirect jump (`Term::Indirect`) was seen to take while its block was
+/// interpreted, with how often: hot ones become region edges (`find_region`). Lock-free
+/// (vCPUs share TBs); once full, new targets are not recorded. Pc 0 marks a free entry.
+#[derive(Default)]
+pub struct IndirectProfile {
+    pcs: [AtomicU64; IND_TARGETS],
+    hits: [AtomicU32; IND_TARGETS],
+}
+
+impl IndirectProfile {
+    /// Count one jump to `pc`.
+    pub fn record(&self, pc: u64) {
+        if pc == 0 {
+            return;
+        }
+        for (p, h) in self.pcs.iter().zip(&self.hits) {
+            let cur = match p.load(Ordering::Relaxed) {
+                0 => match p.compare_exchange(0, pc, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => pc,
+                    Err(other) => other,
+                },
+                cur => cur,
+            };
+            if cur == pc {
+                h.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    /// The recorded targets with their counts, most frequent first.
+    pub fn targets(&self) -> Vec<(u64, u32)> {
+        let mut v: Vec<(u64, u32)> = self
+            .pcs
+            .iter()
+            .zip(&self.hits)
+            .map(|(p, h)| (p.load(Ordering::Relaxed), h.load(Ordering::Relaxed)))
+            .filter(|&(p, _)| p != 0)
+            .collect();
+        v.sort_by_key(|&(_, h)| std::cmp::Reverse(h));
+        v
+    }
+}
 
 /// A TB's compiled code, if any.
 #[derive(Default)]
@@ -51,6 +100,8 @@ pub struct TbJit {
     region_state: AtomicU8,
     /// Regions this TB belongs to: (their head, their code), killed with this TB.
     dependents: Mutex<Vec<(Weak<Tb>, Arc<CompiledTb>)>>,
+    /// Where the block's indirect terminator went while it was interpreted.
+    pub indirect: IndirectProfile,
 }
 
 impl TbJit {
@@ -215,7 +266,11 @@ pub(super) fn run_tb(
         vj.pending_link = None;
         vj.pending_indirect = None;
         engine.jit.interpreted.fetch_add(1, Ordering::Relaxed);
-        return interp::run_block(&tb.block, cpu, mem);
+        let exit = interp::run_block(&tb.block, cpu, mem);
+        if let (BlockExit::Indirect { pc, .. }, Term::Indirect { .. }) = (exit, tb.block.term) {
+            tb.jit.indirect.record(pc);
+        }
+        return exit;
     };
     if let Some(lp) = vj.pending_link.take() {
         if lp.target_pc() == c.pc() {
@@ -241,6 +296,11 @@ pub(super) fn run_tb(
 /// The code stopped at `pc` after using up its budget: build a region headed there.
 fn request_region(engine: &Arc<Engine>, pc: u64, mem: &dyn GuestMemory) {
     let Some(head) = engine.get(pc) else { return };
+    // A loop left at a member of its region (its budget ran out there) is already one
+    // function: another copy headed here would not run faster.
+    if head.jit.region_state.load(Ordering::Relaxed) != NOT_QUEUED || in_live_region(&head) {
+        return;
+    }
     if head
         .jit
         .region_state
@@ -271,15 +331,27 @@ fn direct_targets(b: &Block) -> impl Iterator<Item = u64> + '_ {
     exits.chain(term.into_iter().flatten())
 }
 
-/// The translated blocks on direct paths from `head` back to it (head first), found
-/// among at most `MAX_REGION_BLOCKS` blocks reachable from it.
+/// The hot targets of `tb`'s indirect terminator, most frequent first: those seen at least
+/// twice and on at least 1/32 of its profiled runs.
+fn hot_indirect_targets(tb: &Tb) -> Vec<u64> {
+    if !matches!(tb.block.term, Term::Indirect { .. }) {
+        return Vec::new();
+    }
+    let t = tb.jit.indirect.targets();
+    let total: u64 = t.iter().map(|&(_, h)| u64::from(h)).sum();
+    t.into_iter().filter(|&(_, h)| h >= 2 && u64::from(h) * 32 >= total).map(|(p, _)| p).collect()
+}
+
+/// The translated blocks on paths from `head` back to it (head first), found among at most
+/// `MAX_REGION_BLOCKS` blocks reachable from it by direct exits and hot indirect targets.
 fn find_region(engine: &Engine, head: &Arc<Tb>) -> Vec<Arc<Tb>> {
     let mut nodes = vec![head.clone()];
     let mut edges: Vec<Vec<usize>> = Vec::new();
     let mut i = 0;
     while i < nodes.len() {
         let mut out = Vec::new();
-        let targets: Vec<u64> = direct_targets(&nodes[i].block).collect();
+        let mut targets: Vec<u64> = direct_targets(&nodes[i].block).collect();
+        targets.extend(hot_indirect_targets(&nodes[i]));
         for t in targets {
             let j = match nodes.iter().position(|n| n.block.pc == t) {
                 Some(j) => j,
@@ -313,6 +385,17 @@ fn find_region(engine: &Engine, head: &Arc<Tb>) -> Vec<Arc<Tb>> {
     nodes.into_iter().zip(back).filter_map(|(n, b)| b.then_some(n)).collect()
 }
 
+/// Whether `tb` belongs to a live region (headed by it or another block).
+fn in_live_region(tb: &Tb) -> bool {
+    let deps = tb.jit.dependents.lock().unwrap_or_else(|e| e.into_inner());
+    deps.iter().any(|(head, code)| {
+        head.upgrade().is_some_and(|h| {
+            let r = h.jit.region.lock().unwrap_or_else(|e| e.into_inner());
+            r.as_ref().is_some_and(|c| Arc::ptr_eq(c, code))
+        })
+    })
+}
+
 /// Compile and install the region headed by `head` (a one-block loop is already handled
 /// by the block's own code, so a region needs two blocks at least).
 fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAccessors>) {
@@ -322,9 +405,19 @@ fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAcc
         return;
     }
     let blocks: Vec<&Block> = members.iter().map(|t| &t.block).collect();
+    // Each member's hot indirect targets inside the region: its indirect terminator jumps
+    // straight to them.
+    let indirect: Vec<Vec<u64>> = members
+        .iter()
+        .map(|m| {
+            let mut t = hot_indirect_targets(m);
+            t.retain(|pc| blocks.iter().any(|b| b.pc == *pc));
+            t
+        })
+        .collect();
     let mut guard = engine.jit.jit.lock().unwrap_or_else(|e| e.into_inner());
     let Some(Ok(jit)) = guard.as_mut() else { return };
-    let code = match jit.compile_region(&blocks, direct) {
+    let code = match jit.compile_region_with(&blocks, &indirect, direct) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             debug_assert!(!matches!(e, JitError::Codegen { .. }), "{e}");
@@ -356,6 +449,11 @@ fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAcc
     }
     *head.jit.region.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
     head.jit.has_region.store(true, Ordering::Release);
+    // Exits linked to the head's own code would keep bypassing the region: unlink them,
+    // the dispatcher links them to the region on their next use.
+    if let Some(own) = head.jit.code.get() {
+        own.unlink_incoming();
+    }
     engine.jit.regions.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -199,6 +199,19 @@ impl CompiledTb {
         }
     }
 
+    /// Unlink every exit that jumps here, without refusing new links: they return to the
+    /// dispatcher once and are linked again to whatever code it runs for this pc then
+    /// (a hot region that replaced this block).
+    pub fn unlink_incoming(&self) {
+        let mut inc = self.incoming.lock().unwrap_or_else(|e| e.into_inner());
+        for s in inc.from.drain(..) {
+            // SAFETY: linked slots belong to `self.gen` (`link_from` checks), alive while
+            // `self` is.
+            let slot = unsafe { &*(s as *const ExitSlot) };
+            slot.target.store(0, Ordering::Release);
+        }
+    }
+
     /// Whether `kill` was called.
     pub fn is_dead(&self) -> bool {
         self.incoming.lock().unwrap_or_else(|e| e.into_inner()).dead

@@ -29,7 +29,8 @@
 //!
 //! Loops and regions: a function may hold several blocks (a hot region, entered at the
 //! first). A direct exit to a block of the function (or a one-block loop's exit to itself)
-//! jumps to that block's header inside the function, budget permitting, so guest
+//! jumps to that block's header inside the function, budget permitting (so does an
+//! indirect jump or return whose target equals one of the pcs listed for its block), so guest
 //! registers stay in host registers across blocks and iterations. For that every header
 //! has the same slot state: every guest slot any block mentions is loaded before the
 //! headers, and every slot any block writes is counted dirty; a back edge reloads what a
@@ -97,15 +98,22 @@ struct Lower<'a, 'f> {
     /// Exits being emitted must return to the dispatcher (no chaining, no self-loop):
     /// set while lowering what runs after a code write, so the loop can invalidate.
     no_chain: bool,
+    /// Per region block: the pcs its indirect terminator tests before leaving, in order.
+    indirect: &'a [Vec<u64>],
+    /// Index of the block being lowered.
+    cur: usize,
 }
 
 /// Build the body of `func` (whose signature, `tb_signature`, the caller set) for the
-/// region `blocks` (entered at `blocks[0]`; usually a single block). `direct` enables the
-/// user-mode fast path for loads and stores.
+/// region `blocks` (entered at `blocks[0]`; usually a single block). `indirect[k]` lists
+/// the region pcs block k's indirect terminator may jump to inside the function (tested in
+/// that order; missing means none). `direct` enables the user-mode fast path for loads and
+/// stores.
 pub(super) fn build(
     func: &mut ir::Function,
     fctx: &mut FunctionBuilderContext,
     blocks: &[&Block],
+    indirect: &[Vec<u64>],
     direct: Option<DirectAccessors>,
     frontend: TargetFrontendConfig,
 ) -> ExitData {
@@ -134,9 +142,13 @@ pub(super) fn build(
         heads: Vec::new(),
         head_st: SlotState::default(),
         no_chain: false,
+        indirect,
+        cur: 0,
     };
     let pcs: Vec<u64> = blocks.iter().map(|b| b.pc).collect();
-    if blocks.len() == 1 && !blocks.iter().any(|b| exits_to(b, &pcs)) {
+    let loops = exits_to(blocks[0], &pcs)
+        || indirect.first().is_some_and(|t| t.iter().any(|p| pcs.contains(p)));
+    if blocks.len() == 1 && !loops {
         let mut st = SlotState::default();
         l.lower_ops(0..blocks[0].ops.len(), Mode::Normal, &mut st);
         l.terminator(&mut st);
@@ -160,6 +172,7 @@ pub(super) fn build(
         l.fb.ins().jump(l.heads[0].1, &[]);
         for (k, b) in blocks.iter().enumerate() {
             l.b = b;
+            l.cur = k;
             l.fb.switch_to_block(l.heads[k].1);
             let mut st = l.head_st;
             l.lower_ops(0..b.ops.len(), Mode::Normal, &mut st);
@@ -348,6 +361,31 @@ impl Lower<'_, '_> {
         self.store_ctx(slot, CTX_LAST_EXIT);
         let c = self.konst(kind::JUMP);
         self.fb.ins().return_(&[c]);
+    }
+
+    /// Jump to the header of each region block the current block's indirect terminator
+    /// may go to when `pc` equals it (budget permitting, as `exit_direct`); continues, in a
+    /// new current block, when it equals none.
+    fn indirect_in_region(&mut self, st: &mut SlotState, pc: Value, is_ret: bool) {
+        if self.no_chain {
+            return;
+        }
+        let Some(targets) = self.indirect.get(self.cur) else { return };
+        for &t in targets {
+            let Some(&(_, head)) = self.heads.iter().find(|h| h.0 == t) else { continue };
+            let eq = self.fb.ins().icmp_imm_s(IntCC::Equal, pc, t as i64);
+            let (hit, next) = (self.fb.create_block(), self.fb.create_block());
+            self.fb.ins().brif(eq, hit, &[], next, &[]);
+            self.fb.seal_block(hit);
+            self.fb.seal_block(next);
+            self.fb.switch_to_block(hit);
+            let mut s2 = *st;
+            self.loop_back(&mut s2, t, head);
+            // Budget spent: leave as the jump would have, the dispatcher re-enters at `t`.
+            let rip = self.konst(t);
+            self.leave(&mut s2, rip, if is_ret { kind::RET } else { kind::INDIRECT });
+            self.fb.switch_to_block(next);
+        }
     }
 
     /// Leave to the computed target `pc`: through the indirect table on a hit, else return.
@@ -733,6 +771,7 @@ impl Lower<'_, '_> {
             }
             Term::Indirect { target, is_ret } => {
                 let pc = self.read(st, target);
+                self.indirect_in_region(st, pc, is_ret);
                 self.exit_indirect(st, pc, is_ret)
             }
             Term::Syscall { next } => self.leave_at(st, next, kind::SYSCALL),

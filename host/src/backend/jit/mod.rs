@@ -180,22 +180,39 @@ impl Jit {
         b: &Block,
         direct: Option<DirectAccessors>,
     ) -> Result<CompiledTb, JitError> {
-        self.compile_region(&[b], direct)
+        self.compile_region_with(&[b], &[], direct)
     }
 
     /// Compile a hot region: the blocks become one function entered at `blocks[0]`; direct
     /// exits between them are jumps inside it, so guest registers stay in host registers
-    /// around the loop. The result must be killed when any of the blocks is invalidated.
+    /// around the loop, and an indirect jump or return whose target is one of them jumps
+    /// there too (its target is compared with every block's pc, in order). The result must
+    /// be killed when any of the blocks is invalidated.
     pub fn compile_region(
         &mut self,
         blocks: &[&Block],
+        direct: Option<DirectAccessors>,
+    ) -> Result<CompiledTb, JitError> {
+        let pcs: Vec<u64> =
+            if blocks.len() > 1 { blocks.iter().map(|b| b.pc).collect() } else { Vec::new() };
+        let indirect = vec![pcs; blocks.len()];
+        self.compile_region_with(blocks, &indirect, direct)
+    }
+
+    /// `compile_region` where `indirect[k]` names the region pcs block k's indirect
+    /// terminator tests for, most likely first (a profile's hot targets); any other
+    /// target leaves the function as usual.
+    pub fn compile_region_with(
+        &mut self,
+        blocks: &[&Block],
+        indirect: &[Vec<u64>],
         direct: Option<DirectAccessors>,
     ) -> Result<CompiledTb, JitError> {
         let Some(first) = blocks.first() else {
             return Err(JitError::Unsupported { pc: 0, what: "empty region" });
         };
         let pc = first.pc;
-        let data = self.build(blocks, direct)?;
+        let data = self.build(blocks, indirect, direct)?;
         let code = self
             .cg
             .compile(&*self.isa, &mut ControlPlane::default())
@@ -265,7 +282,7 @@ impl Jit {
 
     /// The Cranelift IR for `b` before optimisation (for dumps and failing tests).
     pub fn clif(&mut self, b: &Block) -> Result<String, JitError> {
-        self.build(&[b], None)?;
+        self.build(&[b], &[], None)?;
         Ok(self.cg.func.display().to_string())
     }
 
@@ -273,6 +290,7 @@ impl Jit {
     fn build(
         &mut self,
         blocks: &[&Block],
+        indirect: &[Vec<u64>],
         direct: Option<DirectAccessors>,
     ) -> Result<lower::ExitData, JitError> {
         for b in blocks {
@@ -286,7 +304,7 @@ impl Jit {
         self.cg.func = Function::with_name_signature(name, lower::tb_signature());
         self.compiled = self.compiled.wrapping_add(1);
         let frontend = self.isa.frontend_config();
-        Ok(lower::build(&mut self.cg.func, &mut self.fctx, blocks, direct, frontend))
+        Ok(lower::build(&mut self.cg.func, &mut self.fctx, blocks, indirect, direct, frontend))
     }
 }
 
