@@ -4,7 +4,8 @@
 For every workload it prints the median wall time natively, under qemu-x86_64 (when
 installed; the script installs nothing) and under blockscope in each requested tier, the
 ratios to native and to QEMU, and peak RSS. Plugin overhead rows (`--plugins`) give each
-shipped plugin's time relative to uninstrumented blockscope in the JIT tier.
+shipped plugin's time relative to uninstrumented blockscope in the JIT tier, by wall time
+and by CPU time (user+sys; steadier on a loaded machine), from interleaved runs.
 
 Usage: bench/bench.py [--reps N] [--tiers interp,jit,auto] [--only NAME,...] [--plugins]
        [--quick]  (smaller inputs, for a smoke run)
@@ -156,28 +157,50 @@ def main():
         print("failed:", f)
 
 
+def run_cpu(cmd):
+    """One run: (wall seconds, user+sys CPU seconds of the process and its threads, ok)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    return dt, ru.ru_utime + ru.ru_stime, os.waitstatus_to_exitcode(status) == 0
+
+
 def plugin_rows(bs, wl, reps):
+    """Overhead of each plugin over uninstrumented `--tier jit`. The runs are interleaved
+    (base, then each plugin, repeated) so that load on a shared machine hits all alike;
+    two tables: wall time and CPU time (user+sys, all threads; steadier under load)."""
     plugins = ["count", "coverage", "profile", "memtrace"]
     cols = ["workload", "bs-jit"] + plugins
-    rows = []
+    wall_rows, cpu_rows = [], []
     tmp = tempfile.mkdtemp()
+    specs = {
+        "count": "count,out=%s/count.txt" % tmp,
+        "coverage": "coverage",
+        "profile": "profile,report=%s/profile.txt" % tmp,
+        "memtrace": "memtrace,out=%s/memtrace.bin" % tmp,
+    }
     for name, cmd, _ in wl:
-        base, _, _ = measure([bs, "run", "--tier", "jit", "--"] + cmd, reps)
-        row = [name, fmt_t(base)]
-        specs = {
-            "count": "count,out=%s/count.txt" % tmp,
-            "coverage": "coverage",
-            "profile": "profile,report=%s/profile.txt" % tmp,
-            "memtrace": "memtrace,out=%s/memtrace.bin" % tmp,
-        }
-        for p in plugins:
-            spec = specs[p]
-            m, _, err = measure([bs, "run", "--tier", "jit", "--plugin", spec, "--"] + cmd, reps)
-            row.append(fmt_r(m, base) if not err else "fail")
-        rows.append(row)
-    print()
-    print("plugin overhead (x uninstrumented blockscope --tier jit)")
-    print_table(cols, rows, header=True)
+        runs = {k: ([], []) for k in [None] + plugins}
+        failed = set()
+        for _ in range(reps):
+            for k in [None] + plugins:
+                extra = [] if k is None else ["--plugin", specs[k]]
+                wall, cpu, ok = run_cpu([bs, "run", "--tier", "jit"] + extra + ["--"] + cmd)
+                if not ok:
+                    failed.add(k)
+                runs[k][0].append(wall)
+                runs[k][1].append(cpu)
+        med = {k: (statistics.median(v[0]), statistics.median(v[1])) for k, v in runs.items()}
+        for i, rows in ((0, wall_rows), (1, cpu_rows)):
+            base = med[None][i] if None not in failed else None
+            row = [name, fmt_t(base)]
+            row += ["fail" if p in failed else fmt_r(med[p][i], base) for p in plugins]
+            rows.append(row)
+    for title, rows in (("wall time", wall_rows), ("CPU time", cpu_rows)):
+        print()
+        print("plugin overhead (%s, x uninstrumented blockscope --tier jit)" % title)
+        print_table(cols, rows, header=True)
 
 
 def print_table(cols, rows, header):

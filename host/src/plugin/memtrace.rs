@@ -2,7 +2,7 @@
 //! by the `memtrace` plugin (format: `blockscope_plugin_api::trace`). The CLI forwards its
 //! arguments here.
 
-use blockscope_plugin_api::trace::{self, Record, HEADER_BYTES, RECORD_BYTES};
+use blockscope_plugin_api::trace::{self, Record, CHUNK_HEADER_BYTES, HEADER_BYTES};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufReader, Read, Write};
 
@@ -42,19 +42,26 @@ pub fn memtrace_main(args: &[String], out: &mut dyn Write) -> Result<(), String>
     trace::check_header(&h).map_err(|e| format!("{path}: {e}"))?;
     let io = |e: std::io::Error| format!("write error: {e}");
     let mut s = Summary::default();
-    let mut buf = [0u8; RECORD_BYTES];
     let mut n = 0u64;
-    loop {
-        match r.read_exact(&mut buf) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+    let mut werr = None;
+    let mut body = Vec::new();
+    'chunks: loop {
+        let mut ch = [0u8; CHUNK_HEADER_BYTES];
+        match read_full(&mut r, &mut ch) {
+            Ok(0) => break,
+            Ok(k) if k == CHUNK_HEADER_BYTES => {}
+            Ok(_) => return Err(format!("{path}: truncated chunk header")),
             Err(e) => return Err(format!("{path}: {e}")),
         }
-        let rec = Record::from_bytes(&buf);
-        if summary {
-            s.add(&rec);
-        } else {
-            writeln!(
+        let word = |i: usize| u32::from_le_bytes(ch[i..i + 4].try_into().expect("4 bytes"));
+        let (thread, count, len) = (word(0), word(4), word(8) as usize);
+        body.resize(len, 0);
+        r.read_exact(&mut body).map_err(|_| format!("{path}: truncated chunk"))?;
+        let mut done = false;
+        trace::decode_chunk(thread, count, &body, |rec| {
+            if summary {
+                s.add(rec);
+            } else if let Err(e) = writeln!(
                 out,
                 "T{} {:#x} {} {} [{:#x}] = {:#x}",
                 rec.thread,
@@ -63,18 +70,40 @@ pub fn memtrace_main(args: &[String], out: &mut dyn Write) -> Result<(), String>
                 rec.size,
                 rec.addr,
                 rec.value
-            )
-            .map_err(io)?;
+            ) {
+                werr = Some(io(e));
+                return false;
+            }
+            n += 1;
+            done = limit.is_some_and(|l| n >= l);
+            !done
+        })
+        .map_err(|e| format!("{path}: {e}"))?;
+        if let Some(e) = werr {
+            return Err(e);
         }
-        n += 1;
-        if limit.is_some_and(|l| n >= l) {
-            break;
+        if done {
+            break 'chunks;
         }
     }
     if summary {
         s.write(out).map_err(io)?;
     }
     Ok(())
+}
+
+/// Read until `buf` is full or the file ends; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut k = 0;
+    while k < buf.len() {
+        match r.read(&mut buf[k..]) {
+            Ok(0) => break,
+            Ok(m) => k += m,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(k)
 }
 
 #[derive(Default)]

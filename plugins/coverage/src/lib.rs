@@ -3,7 +3,8 @@
 //!
 //! Everything is inline (no callbacks): at block entry, the AFL edge update
 //! `map[prev ^ cur]++; prev = cur >> 1` (AFL's scheme; `cur` hashes the block's
-//! module-relative address, so it is stable under ASLR) and a per-block hit counter.
+//! module-relative address, so it is stable under ASLR) and, only when drcov or lcov
+//! output is asked for, a per-block hit counter.
 //! Maps and counters are per-thread scoreboards, summed at exit.
 //!
 //! Outputs: the map goes to the SysV segment in `__AFL_SHM_ID` when set (so afl-fuzz and
@@ -192,11 +193,12 @@ impl Plugin for Coverage {
             Ok(v) => Some(v.trim().parse::<i32>().map_err(|_| format!("bad __AFL_SHM_ID `{v}`"))?),
             Err(_) => None,
         };
+        let per_block = args.get("drcov").is_some() || args.get("lcov").is_some();
         Ok(Coverage {
             host,
             map: host.scoreboard(1, map_size)?,
             prev: host.scoreboard(8, 1)?,
-            hits: host.scoreboard(4, max_blocks)?,
+            hits: host.scoreboard(4, if per_block { max_blocks } else { 1 })?,
             map_size,
             map_file: args.get("map").map(str::to_string),
             drcov: args.get("drcov").map(str::to_string),
@@ -213,7 +215,6 @@ impl Plugin for Coverage {
             None => (tb.pc(), 0),
         };
         let cur = location(off, module, self.map_size);
-        let id = self.block_id(tb);
         let mut e = inj.block_entry();
         let prev = e.sb_load(&self.prev, 0, None);
         let c = e.constant(cur);
@@ -221,6 +222,11 @@ impl Plugin for Coverage {
         e.sb_add(&self.map, 0, Some(idx), 1);
         let shifted = e.constant(cur >> 1);
         e.sb_store(&self.prev, 0, None, shifted);
+        // Block hit counts feed only drcov and lcov: without them, no counter and no table.
+        if self.drcov.is_none() && self.lcov.is_none() {
+            return;
+        }
+        let id = self.block_id(tb);
         if id < self.hits.entries() {
             e.sb_add(&self.hits, id, None, 1);
         } else if !self.overflow.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -239,6 +245,9 @@ impl Plugin for Coverage {
             if let Err(e) = std::fs::write(p, &map) {
                 self.host.error(&format!("cannot write {p}: {e}"));
             }
+        }
+        if self.drcov.is_none() && self.lcov.is_none() {
+            return;
         }
         let counts = self.block_counts();
         if let Some(p) = &self.drcov {

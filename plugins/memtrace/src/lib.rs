@@ -6,30 +6,42 @@
 //! Accesses are the emulator's own memory operations of each instruction, reported right
 //! after they complete; accesses made inside helpers (REP string instructions, FXSAVE) are
 //! not seen. An atomic read-modify-write is one record of kind RMW with the old value.
-//! The address filter is injected as a compare in front of a conditional call, so filtered
-//! accesses cost no call; the pc filter is applied at translation.
+//!
+//! Tracing costs no call per access: each vCPU has a buffer of 64-bit words in a
+//! scoreboard, and the injected code right after an access stores its record (pc, size
+//! and kind packed in one constant word, then address and value) at the buffer position and
+//! advances the position. At block entry, a block whose records might not fit calls
+//! `flush` (which writes the buffered records to the file in one write) and resets the
+//! position. The address filter is a compare that advances the position only for accesses
+//! inside the range; the pc filter is applied at translation. With `cache=on`, each access
+//! calls the cache simulator instead.
 #![forbid(unsafe_code)]
 
 mod cache;
 
 use blockscope_plugin_api::abi::{ArgSpec, ACCESS_LOAD, ACCESS_RMW, ACCESS_STORE};
-use blockscope_plugin_api::trace::{self, Record};
+use blockscope_plugin_api::trace;
 use blockscope_plugin_api::{
-    declare_plugin, Args, BinOp, Call, CmpOp, Host, Injector, Plugin, TbView,
+    declare_plugin, Args, BinOp, Call, CmpOp, Host, Injector, Plugin, Scoreboard, TbView,
 };
 pub use cache::{Geometry, Hierarchy, Stats};
 use std::fs::File;
 use std::io::Write;
 use std::sync::Mutex;
 
-const SHARDS: usize = 64;
-const FLUSH_BYTES: usize = 1 << 20;
+/// Words in each vCPU's trace buffer (3 per record).
+const BUF_WORDS: u32 = 1 << 16;
+/// Words per buffered record.
+const REC_WORDS: u32 = 3;
 
 /// The plugin.
 pub struct MemTrace {
     host: Host,
     file: Option<Mutex<File>>,
-    shards: Vec<Mutex<Vec<u8>>>,
+    buf: Scoreboard,
+    pos: Scoreboard,
+    /// vCPUs whose buffer was written out for the last time.
+    drained: Mutex<Vec<bool>>,
     addr: Option<(u64, u64)>,
     pc: Option<(u64, u64)>,
     cache: Option<Mutex<Hierarchy>>,
@@ -55,9 +67,14 @@ fn pack(pc: u64, size: u32, kind: u8) -> u64 {
     pc & ((1 << 52) - 1) | (size as u64) << 56 | (kind as u64) << 52
 }
 
+/// Inverse of `pack`: (pc, size, kind).
+fn unpack(w: u64) -> (u64, u8, u8) {
+    (w & ((1 << 52) - 1), (w >> 56) as u8, (w >> 52 & 3) as u8)
+}
+
+/// `cache=on`: one access (udata from `pack`; args: address).
 fn on_access(p: &MemTrace, c: &Call) {
-    let (pc, size, kind) =
-        (c.udata & ((1 << 52) - 1), (c.udata >> 56) as u8, (c.udata >> 52 & 3) as u8);
+    let (_, size, kind) = unpack(c.udata);
     if let Some(h) = &p.cache {
         let mut h = h.lock().unwrap_or_else(|e| e.into_inner());
         match kind {
@@ -68,14 +85,13 @@ fn on_access(p: &MemTrace, c: &Call) {
                 h.write(c.args[0], size as u64)
             }
         }
-        return;
     }
-    let r = Record { pc, addr: c.args[0], value: c.args[1], size, kind, thread: c.vcpu };
-    let mut shard = p.shards[c.vcpu as usize % SHARDS].lock().unwrap_or_else(|e| e.into_inner());
-    shard.extend_from_slice(&r.to_bytes());
-    if shard.len() >= FLUSH_BYTES {
-        p.write_out(&mut shard);
-    }
+}
+
+/// A block's records might not fit: write out the buffer (`args[0]` words; the injected
+/// code then restarts at 0).
+fn on_flush(p: &MemTrace, c: &Call) {
+    p.drain(c.vcpu, c.args[0], false);
 }
 
 fn on_block(p: &MemTrace, c: &Call) {
@@ -90,20 +106,34 @@ fn on_block(p: &MemTrace, c: &Call) {
 }
 
 impl MemTrace {
-    fn write_out(&self, buf: &mut Vec<u8>) {
-        if let Some(f) = &self.file {
-            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = f.write_all(buf) {
-                self.host.error(&format!("cannot write the trace: {e}"));
+    /// Write the first `words` words of `vcpu`'s buffer as records; `last` marks the
+    /// vCPU drained (its later records, if any, are dropped: the process is ending).
+    fn drain(&self, vcpu: u32, words: u64, last: bool) {
+        {
+            let mut d = self.drained.lock().unwrap_or_else(|e| e.into_inner());
+            if d.len() <= vcpu as usize {
+                d.resize(vcpu as usize + 1, false);
             }
+            if d[vcpu as usize] {
+                return;
+            }
+            d[vcpu as usize] |= last;
         }
-        buf.clear();
-    }
-
-    fn flush_all(&self) {
-        for s in &self.shards {
-            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-            self.write_out(&mut s);
+        let Some(f) = &self.file else { return };
+        let buf = self.buf.read_all(vcpu);
+        let n = (words as usize).min(buf.len()) / REC_WORDS as usize;
+        let mut out = Vec::with_capacity(trace::CHUNK_HEADER_BYTES + n * 12);
+        let mut chunk = trace::ChunkWriter::new(&mut out, vcpu);
+        for w in buf.chunks_exact(REC_WORDS as usize).take(n) {
+            let (pc, size, kind) = unpack(w[0]);
+            // The format's value is zero-extended from the access size.
+            let value = if size < 8 { w[2] & ((1u64 << (size * 8)) - 1) } else { w[2] };
+            chunk.push(pc, w[1], value, size, kind);
+        }
+        chunk.finish();
+        let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = f.write_all(&out) {
+            self.host.error(&format!("cannot write the trace: {e}"));
         }
     }
 
@@ -188,7 +218,9 @@ impl Plugin for MemTrace {
         Ok(MemTrace {
             host,
             file,
-            shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            buf: host.scoreboard(8, if cache_on { 1 } else { BUF_WORDS })?,
+            pos: host.scoreboard(8, 1)?,
+            drained: Mutex::new(Vec::new()),
             addr: range(args, "addr")?,
             pc: range(args, "pc")?,
             cache,
@@ -205,42 +237,81 @@ impl Plugin for MemTrace {
             drop(b);
             inj.block_entry().call(on_block, id, &[]);
         }
-        for insn in tb.insns() {
-            if self.pc.is_some_and(|(lo, hi)| insn.pc() < lo || insn.pc() >= hi) {
-                continue;
-            }
+        let traced = |insn: &blockscope_plugin_api::InsnView<'_>| {
+            !self.pc.is_some_and(|(lo, hi)| insn.pc() < lo || insn.pc() >= hi)
+        };
+        let kind_of = |k: u32| match k {
+            ACCESS_LOAD => Some(trace::KIND_LOAD),
+            ACCESS_STORE => Some(trace::KIND_STORE),
+            ACCESS_RMW => Some(trace::KIND_RMW),
+            _ => None,
+        };
+        let records: u64 = tb
+            .insns()
+            .filter(traced)
+            .map(|i| i.accesses().iter().filter(|a| kind_of(a.kind).is_some()).count() as u64)
+            .sum();
+        if records == 0 {
+            return;
+        }
+        if self.cache.is_none() {
+            // Room for every record of the block, or flush first.
+            let mut e = inj.block_entry();
+            let pos = e.sb_load(&self.pos, 0, None);
+            let limit = e.constant((BUF_WORDS as u64).saturating_sub(records * REC_WORDS as u64));
+            let full = e.cmp(CmpOp::Ugt, pos, limit);
+            e.call_if(full, on_flush, 0, &[pos]);
+            let zero = e.constant(0);
+            let start = e.select(full, zero, pos);
+            e.sb_store(&self.pos, 0, None, start);
+        }
+        for insn in tb.insns().filter(traced) {
             for (m, a) in insn.accesses().iter().enumerate() {
-                let kind = match a.kind {
-                    ACCESS_LOAD => trace::KIND_LOAD,
-                    ACCESS_STORE => trace::KIND_STORE,
-                    ACCESS_RMW => trace::KIND_RMW,
-                    _ => continue,
-                };
+                let Some(kind) = kind_of(a.kind) else { continue };
                 let udata = pack(insn.pc(), a.size, kind);
                 let mut e = inj.after_access(insn.index(), m);
                 let addr = e.mem_addr();
-                let value = e.mem_value();
-                match self.addr {
-                    None => e.call(on_access, udata, &[addr, value]),
-                    Some((lo, hi)) => {
-                        let (l, h) = (e.constant(lo), e.constant(hi));
-                        let ge = e.cmp(CmpOp::Uge, addr, l);
-                        let lt = e.cmp(CmpOp::Ult, addr, h);
-                        let inside = e.bin(BinOp::And, ge, lt);
-                        e.call_if(inside, on_access, udata, &[addr, value]);
+                let inside = self.addr.map(|(lo, hi)| {
+                    let (l, h) = (e.constant(lo), e.constant(hi));
+                    let ge = e.cmp(CmpOp::Uge, addr, l);
+                    let lt = e.cmp(CmpOp::Ult, addr, h);
+                    e.bin(BinOp::And, ge, lt)
+                });
+                if self.cache.is_some() {
+                    match inside {
+                        None => e.call(on_access, udata, &[addr]),
+                        Some(c) => e.call_if(c, on_access, udata, &[addr]),
                     }
+                    continue;
                 }
+                let value = e.mem_value();
+                let pos = e.sb_load(&self.pos, 0, None);
+                let head = e.constant(udata);
+                e.sb_store(&self.buf, 0, Some(pos), head);
+                e.sb_store(&self.buf, 1, Some(pos), addr);
+                e.sb_store(&self.buf, 2, Some(pos), value);
+                let step = e.constant(REC_WORDS as u64);
+                let step = match inside {
+                    None => step,
+                    Some(c) => {
+                        let zero = e.constant(0);
+                        e.select(c, step, zero)
+                    }
+                };
+                let next = e.add(pos, step);
+                e.sb_store(&self.pos, 0, None, next);
             }
         }
     }
 
     fn vcpu_exit(&self, vcpu: u32) {
-        let mut s = self.shards[vcpu as usize % SHARDS].lock().unwrap_or_else(|e| e.into_inner());
-        self.write_out(&mut s);
+        self.drain(vcpu, self.pos.read(vcpu, 0), true);
     }
 
     fn exit(&self) {
-        self.flush_all();
+        for v in 0..self.host.vcpu_count() {
+            self.drain(v, self.pos.read(v, 0), true);
+        }
         if let Some(f) = &self.file {
             let _ = f.lock().unwrap_or_else(|e| e.into_inner()).flush();
         }

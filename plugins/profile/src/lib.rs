@@ -8,9 +8,11 @@
 //!   counter runs at block entry; exclusive cost and the instruction mix are block counts
 //!   times the block's instructions (exact, no call);
 //! - calls and returns are tracked with a per-thread shadow stack: a call instruction runs
-//!   a callback (call site, instruction counter, stack pointer) and arms an inline flag; the
-//!   first block after it runs a conditional callback that names the callee; a return pops
+//!   a callback (call site, callee, instruction counter, stack pointer) that pushes a frame;
+//!   the callee of a direct call is known at translation, an indirect call passes its
+//!   target (the register, or the loaded pointer right after the load); a return pops
 //!   the frames whose stack pointer it passes (so longjmp-style unwinding stays balanced).
+//!   Blocks without a call or return get no callback at all.
 //!   Inclusive cost of a frame is the instruction-counter difference between entry and
 //!   return, counted once for recursive functions (as callgrind does). Folded stacks charge
 //!   the instructions between two stack changes to the stack at that time.
@@ -19,15 +21,14 @@
 #![forbid(unsafe_code)]
 
 use blockscope_plugin_api::{
-    abi::ArgSpec, declare_plugin, Args, Branch, Call, Host, Injector, Plugin, Reg, Scoreboard,
-    TbView,
+    abi::{ArgSpec, ACCESS_LOAD},
+    declare_plugin, Args, Branch, Call, Host, Injector, Plugin, Reg, Scoreboard, TbView,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
 const ICOUNT: u32 = 0;
-const PENDING: u32 = 1;
 
 #[derive(Clone)]
 struct BlockInfo {
@@ -52,7 +53,6 @@ struct Frame {
 #[derive(Default)]
 struct Thread {
     stack: Vec<Frame>,
-    pending: Option<(u32, u64, u64)>,
     last: u64,
 }
 
@@ -71,6 +71,8 @@ struct Tables {
     by_pc: HashMap<u64, u32>,
     funcs: Vec<Func>,
     func_ids: HashMap<(String, String), u32>,
+    /// Function id of each indirect call target seen.
+    targets: HashMap<u64, u32>,
 }
 
 /// The plugin.
@@ -121,23 +123,55 @@ fn category(m: &str, b: Branch, accesses: usize) -> &'static str {
     }
 }
 
+/// `udata`: caller function id in the low half, callee function id + 1 in the high half
+/// (0: indirect, the target is `args[2]`); args: instruction count, stack pointer before
+/// the call.
 fn on_call(p: &Profile, c: &Call) {
+    let caller = c.udata as u32;
+    let callee = match (c.udata >> 32) as u32 {
+        0 => {
+            let mut t = p.tables.lock().unwrap_or_else(|e| e.into_inner());
+            let target = c.args[2];
+            match t.targets.get(&target) {
+                Some(&f) => f,
+                None => {
+                    let f = Profile::func_id(&mut t, &p.host, target);
+                    t.targets.insert(target, f);
+                    f
+                }
+            }
+        }
+        f => f - 1,
+    };
+    let (now, sp) = (c.args[0], c.args[1]);
     let mut g = p.graph.lock().unwrap_or_else(|e| e.into_inner());
-    let t = g.threads.entry(c.vcpu).or_default();
-    // udata: caller function id; args: instruction count, stack pointer before the call.
-    t.pending = Some((c.udata as u32, c.args[0], c.args[1]));
-}
-
-fn on_callee(p: &Profile, c: &Call) {
-    let mut g = p.graph.lock().unwrap_or_else(|e| e.into_inner());
-    let now = c.args[0];
     let g = &mut *g;
     let t = g.threads.entry(c.vcpu).or_default();
-    let Some((caller, _, sp)) = t.pending.take() else { return };
     let stack: Vec<u32> = t.stack.iter().map(|f| f.func).collect();
     *g.folded.entry(stack).or_default() += now - t.last;
     t.last = now;
-    t.stack.push(Frame { func: c.udata as u32, call_site_func: caller, start: now, sp });
+    t.stack.push(Frame { func: callee, call_site_func: caller, start: now, sp });
+}
+
+/// The register of an indirect `call r64` (`FF /2` with a register operand), if `bytes`
+/// is one.
+fn call_register(bytes: &[u8]) -> Option<u8> {
+    let mut i = 0;
+    while matches!(
+        bytes.get(i)?,
+        0x66 | 0x67 | 0xf2 | 0xf3 | 0x2e | 0x3e | 0x26 | 0x36 | 0x64 | 0x65
+    ) {
+        i += 1;
+    }
+    let rex = match bytes.get(i)? {
+        r @ 0x40..=0x4f => {
+            i += 1;
+            *r
+        }
+        _ => 0,
+    };
+    let (op, modrm) = (*bytes.get(i)?, *bytes.get(i + 1)?);
+    (op == 0xff && modrm >> 6 == 3 && (modrm >> 3) & 7 == 2).then_some((modrm & 7) | (rex & 1) << 3)
 }
 
 fn pop_frame(g: &mut Graph, vcpu: u32, now: u64) {
@@ -257,14 +291,13 @@ impl Plugin for Profile {
     }
 
     fn translate(&self, tb: &TbView<'_>, inj: &mut Injector<'_, Self>) {
-        let (id, block_func) = {
+        let id = {
             let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
             let insns: Vec<(u64, &'static str, u32)> = tb
                 .insns()
                 .map(|i| (i.pc(), i.mnemonic(), Self::func_id(&mut t, &self.host, i.pc())))
                 .collect();
-            let f = insns.first().map_or(0, |i| i.2);
-            let id = match t.by_pc.get(&tb.pc()) {
+            match t.by_pc.get(&tb.pc()) {
                 Some(&id) => {
                     t.blocks[id as usize].insns = insns;
                     id
@@ -275,36 +308,47 @@ impl Plugin for Profile {
                     t.by_pc.insert(tb.pc(), id);
                     id
                 }
-            };
-            (id, f)
+            }
         };
         {
             let mut e = inj.block_entry();
             if id < self.counts.entries() {
                 e.sb_add(&self.counts, id, None, 1);
             }
-            // The first block after a call names the callee.
-            let pending = e.sb_load(&self.state, PENDING, None);
-            let before = e.sb_load(&self.state, ICOUNT, None);
-            e.call_if(pending, on_callee, block_func as u64, &[before]);
-            let zero = e.constant(0);
-            e.sb_store(&self.state, PENDING, None, zero);
             e.sb_add(&self.state, ICOUNT, None, tb.len() as u64);
         }
         for insn in tb.insns() {
             let k = insn.index();
             match insn.branch() {
                 Branch::Call | Branch::IndirectCall => {
-                    let mut e = inj.before(k);
-                    let n = e.sb_load(&self.state, ICOUNT, None);
-                    let sp = e.reg(Reg::RSP);
-                    let f = self.tables.lock().unwrap_or_else(|e| e.into_inner()).blocks
-                        [id as usize]
-                        .insns[k]
-                        .2;
-                    e.call(on_call, f as u64, &[n, sp]);
-                    let one = e.constant(1);
-                    e.sb_store(&self.state, PENDING, None, one);
+                    let (caller, direct) = {
+                        let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+                        let caller = t.blocks[id as usize].insns[k].2;
+                        let direct = (insn.branch() == Branch::Call)
+                            .then(|| Self::func_id(&mut t, &self.host, insn.target()));
+                        (caller, direct)
+                    };
+                    if let Some(callee) = direct {
+                        let mut e = inj.before(k);
+                        let n = e.sb_load(&self.state, ICOUNT, None);
+                        let sp = e.reg(Reg::RSP);
+                        e.call(on_call, caller as u64 | (callee as u64 + 1) << 32, &[n, sp]);
+                    } else if let Some(r) = call_register(insn.bytes()) {
+                        let mut e = inj.before(k);
+                        let n = e.sb_load(&self.state, ICOUNT, None);
+                        let sp = e.reg(Reg::RSP);
+                        let target = e.reg(Reg::Gpr(r));
+                        e.call(on_call, caller as u64, &[n, sp, target]);
+                    } else if let Some(m) =
+                        insn.accesses().iter().position(|a| a.kind == ACCESS_LOAD)
+                    {
+                        // The pointer is loaded before the call writes %rsp.
+                        let mut e = inj.after_access(k, m);
+                        let n = e.sb_load(&self.state, ICOUNT, None);
+                        let sp = e.reg(Reg::RSP);
+                        let target = e.mem_value();
+                        e.call(on_call, caller as u64, &[n, sp, target]);
+                    }
                 }
                 Branch::Return => {
                     let mut e = inj.before(k);

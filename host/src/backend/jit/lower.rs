@@ -659,7 +659,10 @@ impl Lower<'_, '_> {
         mask: u32,
     ) -> Value {
         let base_off = std::mem::offset_of!(crate::cpu::CpuState, plugin_mem_base) as i32;
-        let base = self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.cpu, base_off);
+        // The base never changes while compiled code runs: readonly + can_move let the
+        // egraph share one load between all plugin accesses of the block.
+        let f = MemFlagsData::trusted().with_readonly().with_can_move();
+        let base = self.fb.ins().load(types::I64, f, self.cpu, base_off);
         let base = self.fb.ins().iadd_imm_s(base, off as i64);
         match idx {
             None => base,
