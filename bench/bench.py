@@ -33,6 +33,23 @@ def build_blockscope():
     return os.path.join(ROOT, "target", "release", "blockscope")
 
 
+def host_binary(name):
+    """The real ELF program `name`, not a wrapper script: version managers (pyenv and
+    the like) put shell shims first in PATH, and qemu-x86_64 would time the shim."""
+    for d in ["/usr/bin", "/bin", "/usr/local/bin"]:
+        p = os.path.join(d, name)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            with open(p, "rb") as fh:
+                if fh.read(4) == b"\x7fELF":
+                    return p
+    p = shutil.which(name)
+    if p:
+        with open(p, "rb") as fh:
+            if fh.read(4) == b"\x7fELF":
+                return p
+    return None
+
+
 def build_workloads(quick):
     os.makedirs(OUT, exist_ok=True)
     src = os.path.join(ROOT, "bench", "src")
@@ -60,9 +77,9 @@ def build_workloads(quick):
                 chunk = b" ".join(rnd.choice(words) for _ in range(4096)) + b"\n"
                 fh.write(chunk[: size - n])
                 n += len(chunk[: size - n])
-    gz = shutil.which("gzip")
-    xz = shutil.which("xz")
-    py = shutil.which("python3")
+    gz = host_binary("gzip")
+    xz = host_binary("xz")
+    py = host_binary("python3")
     if gz:
         wl.append(("gzip -9", [gz, "-9", "-c", data], None))
     if xz:
@@ -71,7 +88,7 @@ def build_workloads(quick):
         loop = "s=0\nfor i in range(%d): s += i*i %% 7\nprint(s)" % (300000 if quick else 3000000)
         wl.append(("python3 loop", [py, "-c", loop], None))
         wl.append(("python3 -c pass", [py, "-c", "pass"], None))
-    sq = shutil.which("sqlite3")
+    sq = host_binary("sqlite3")
     if sq:
         q = ("create table t(a integer, b text);"
              "with recursive c(x) as (select 1 union all select x+1 from c where x < %d) "

@@ -4,6 +4,9 @@
 //!   thread) the first time it runs. `--tier auto`: a block is interpreted until it has run
 //!   `hot_threshold` times, then queued once for the engine's compile thread; the
 //!   interpreter keeps running it until the compiled code is installed in `Tb::jit`.
+//!   The queue is a stack (newest hot block first). First compiles are quick (Cranelift
+//!   without optimisation, single-pass register allocation: `Jit::compile_baseline`);
+//!   hot regions, including a single looping block, are compiled optimised.
 //! - A compiled block runs with `CompiledTb::run_chained`. When it leaves through an
 //!   unlinked direct exit, the run loop's next lookup finds the successor; if that is
 //!   compiled too, the exit is linked (`link_from`). After an indirect exit, a compiled
@@ -396,11 +399,13 @@ fn in_live_region(tb: &Tb) -> bool {
     })
 }
 
-/// Compile and install the region headed by `head` (a one-block loop is already handled
-/// by the block's own code, so a region needs two blocks at least).
+/// Compile and install the region headed by `head`, optimised. A region may be the head
+/// alone: a one-block loop whose first compile was the quick baseline.
 fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAccessors>) {
     let members = find_region(engine, head);
-    if members.len() < 2 {
+    // A region of one block is the block alone compiled again, optimised (its first
+    // compile was the quick one); worth it only if that block has compiled code to replace.
+    if members.is_empty() || (members.len() == 1 && head.jit.compiled().is_none()) {
         head.jit.region_state.store(FAILED, Ordering::Relaxed);
         return;
     }
@@ -577,7 +582,7 @@ fn compile(engine: &Arc<Engine>, tb: &Arc<Tb>, direct: Option<DirectAccessors>) 
         tb.jit.state.store(FAILED, Ordering::Relaxed);
         return;
     };
-    match jit.compile_for(&tb.block, direct) {
+    match jit.compile_baseline(&tb.block, direct) {
         Ok(c) => {
             if engine.config.trace_translate {
                 trace(jit, &c);

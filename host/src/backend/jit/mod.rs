@@ -98,7 +98,11 @@ impl Default for JitOptions {
 
 /// A block compiler and the code memory it fills.
 pub struct Jit {
+    /// The optimising configuration (hot regions, `compile_for`).
     isa: OwnedTargetIsa,
+    /// The quick configuration for first compiles (`compile_baseline`): no e-graph
+    /// optimisation, single-pass register allocation; about half the compile time.
+    baseline: OwnedTargetIsa,
     cg: cranelift_codegen::Context,
     fctx: FunctionBuilderContext,
     gen: Arc<CodeGen>,
@@ -120,23 +124,11 @@ impl Jit {
 
     /// A compiler with the given sizes.
     pub fn with_options(opts: JitOptions) -> Result<Jit, JitError> {
-        let mut flags = settings::builder();
-        let set = |f: &mut settings::Builder, k: &str, v: &str| {
-            f.set(k, v).map_err(|e| JitError::Isa(format!("setting {k}={v}: {e}")))
-        };
-        set(&mut flags, "opt_level", "speed")?;
-        // The IR verifier is cheap enough for debug and test builds only.
-        set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
-        // Shims never unwind through compiled code, so no unwind tables are needed.
-        set(&mut flags, "unwind_info", "false")?;
-        // Cranelift's x64 tail calls (`return_call_indirect`, used for chaining) need them.
-        set(&mut flags, "preserve_frame_pointers", "true")?;
-        let isa = cranelift_native::builder()
-            .map_err(|e| JitError::Isa(e.to_string()))?
-            .finish(settings::Flags::new(flags))
-            .map_err(|e| JitError::Isa(e.to_string()))?;
+        let isa = Jit::make_isa("speed", "backtracking")?;
+        let baseline = Jit::make_isa("none", "single_pass")?;
         let mut jit = Jit {
             isa,
+            baseline,
             cg: cranelift_codegen::Context::new(),
             fctx: FunctionBuilderContext::new(),
             gen: Arc::new(CodeGen::new()),
@@ -146,6 +138,25 @@ impl Jit {
         };
         jit.flush()?;
         Ok(jit)
+    }
+
+    fn make_isa(opt_level: &str, regalloc: &str) -> Result<OwnedTargetIsa, JitError> {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v).map_err(|e| JitError::Isa(format!("setting {k}={v}: {e}")))
+        };
+        set(&mut flags, "opt_level", opt_level)?;
+        set(&mut flags, "regalloc_algorithm", regalloc)?;
+        // The IR verifier is cheap enough for debug and test builds only.
+        set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+        // Shims never unwind through compiled code, so no unwind tables are needed.
+        set(&mut flags, "unwind_info", "false")?;
+        // Cranelift's x64 tail calls (`return_call_indirect`, used for chaining) need them.
+        set(&mut flags, "preserve_frame_pointers", "true")?;
+        cranelift_native::builder()
+            .map_err(|e| JitError::Isa(e.to_string()))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| JitError::Isa(e.to_string()))
     }
 
     /// Start a new code generation (an empty code cache). Blocks compiled before keep
@@ -183,6 +194,17 @@ impl Jit {
         self.compile_region_with(&[b], &[], direct)
     }
 
+    /// Compile one block quickly (the tier-up's first compile): the same semantics as
+    /// `compile_for`, with less optimisation. A block that turns out to loop is compiled
+    /// again, optimised, as a hot region.
+    pub fn compile_baseline(
+        &mut self,
+        b: &Block,
+        direct: Option<DirectAccessors>,
+    ) -> Result<CompiledTb, JitError> {
+        self.compile_with(&[b], &[], direct, true)
+    }
+
     /// Compile a hot region: the blocks become one function entered at `blocks[0]`; direct
     /// exits between them are jumps inside it, so guest registers stay in host registers
     /// around the loop, and an indirect jump or return whose target is one of them jumps
@@ -208,14 +230,25 @@ impl Jit {
         indirect: &[Vec<u64>],
         direct: Option<DirectAccessors>,
     ) -> Result<CompiledTb, JitError> {
+        self.compile_with(blocks, indirect, direct, false)
+    }
+
+    fn compile_with(
+        &mut self,
+        blocks: &[&Block],
+        indirect: &[Vec<u64>],
+        direct: Option<DirectAccessors>,
+        quick: bool,
+    ) -> Result<CompiledTb, JitError> {
         let Some(first) = blocks.first() else {
             return Err(JitError::Unsupported { pc: 0, what: "empty region" });
         };
         let pc = first.pc;
         let data = self.build(blocks, indirect, direct)?;
+        let isa = if quick { &*self.baseline } else { &*self.isa };
         let code = self
             .cg
-            .compile(&*self.isa, &mut ControlPlane::default())
+            .compile(isa, &mut ControlPlane::default())
             .map_err(|e| JitError::Codegen { pc, msg: format!("{:?}", e.inner) })?;
         if !code.buffer.relocs().is_empty() {
             return Err(JitError::Codegen { pc, msg: "unexpected relocation".into() });
