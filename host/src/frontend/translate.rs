@@ -399,3 +399,104 @@ pub fn lift_probe(i: &Instruction) -> bool {
         f(&mut cx).is_ok()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::RmwOp;
+
+    /// Code bytes at `BASE`; fetches past the end fail like an unmapped page. Counts the
+    /// bytes fetched.
+    struct Code {
+        bytes: Vec<u8>,
+        fetched: usize,
+    }
+
+    const BASE: u64 = 0x40_0000;
+
+    impl GuestMemory for Code {
+        fn load(&mut self, addr: u64, _: Width) -> Result<u64, Fault> {
+            Err(Fault::PageFault { addr, code: 4 })
+        }
+        fn store(&mut self, addr: u64, _: Width, _: u64) -> Result<(), Fault> {
+            Err(Fault::PageFault { addr, code: 6 })
+        }
+        fn atomic_rmw(&mut self, _: RmwOp, addr: u64, _: Width, _: u64) -> Result<u64, Fault> {
+            Err(Fault::PageFault { addr, code: 6 })
+        }
+        fn atomic_cas(&mut self, addr: u64, _: Width, _: u64, _: u64) -> Result<u64, Fault> {
+            Err(Fault::PageFault { addr, code: 6 })
+        }
+        fn atomic_cas128(&mut self, addr: u64, _: u128, _: u128) -> Result<u128, Fault> {
+            Err(Fault::PageFault { addr, code: 6 })
+        }
+        fn fetch_code(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, Fault> {
+            let off = addr.wrapping_sub(BASE) as usize;
+            let n = self.bytes.len().saturating_sub(off).min(buf.len());
+            if n == 0 {
+                return Err(Fault::PageFault { addr, code: 4 | 16 });
+            }
+            buf[..n].copy_from_slice(&self.bytes[off..off + n]);
+            self.fetched += n;
+            Ok(n)
+        }
+        fn watch_code(&mut self, _: u64, _: u64) {}
+        fn code_written(&self) -> bool {
+            false
+        }
+        fn take_code_writes(&mut self) -> Vec<u64> {
+            Vec::new()
+        }
+    }
+
+    const ADD_RAX_1: [u8; 4] = [0x48, 0x83, 0xc0, 0x01];
+    const RET: u8 = 0xc3;
+
+    #[test]
+    fn long_blocks_are_fetched_in_steps_and_short_ones_fetch_little() {
+        // 60 four-byte instructions and a RET: 241 bytes, past the first fetch.
+        let mut bytes: Vec<u8> = ADD_RAX_1.repeat(60);
+        bytes.push(RET);
+        let mut mem = Code { bytes, fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 61);
+        assert_eq!(t.block.end, BASE + 241);
+        assert!(matches!(t.block.term, Term::Indirect { is_ret: true, .. }));
+        // A two-instruction block at the end reads at most the first fetch.
+        let mut mem = Code { bytes: mem.bytes, fetched: 0 };
+        let t = translate(BASE + 236, &mut mem, 64, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 2);
+        assert!(mem.fetched <= FIRST_FETCH, "fetched {}", mem.fetched);
+    }
+
+    #[test]
+    fn an_instruction_cut_by_the_end_of_fetchable_code_past_the_first_fetch() {
+        // 50 instructions (200 bytes) then the first 2 bytes of a third: the block stops
+        // before it; a block starting at it faults at the first unfetchable byte.
+        let mut bytes: Vec<u8> = ADD_RAX_1.repeat(50);
+        bytes.extend_from_slice(&ADD_RAX_1[..2]);
+        let mut mem = Code { bytes, fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 50);
+        assert_eq!(t.block.term, Term::Jump(BASE + 200));
+        let r = translate(BASE + 200, &mut mem, 64, u64::MAX).map(|t| t.insns.len());
+        let code = crate::cpu::pf::USER | crate::cpu::pf::FETCH;
+        assert_eq!(r.err(), Some(Fault::PageFault { addr: BASE + 202, code }));
+    }
+
+    #[test]
+    fn lookahead_depends_on_the_bytes_it_decoded_even_far_away() {
+        // JMP to 14 five-byte NOPs (70 bytes: past the short look) and an ADD that writes
+        // every status flag: the lookahead needs the longer fetch, and the ADD's bytes
+        // must be among the block's dependencies (a write there invalidates the block).
+        let mut bytes = vec![0xeb, 0x00]; // jmp +0 (to BASE + 2)
+        for _ in 0..14 {
+            bytes.extend_from_slice(&[0x0f, 0x1f, 0x44, 0x00, 0x00]); // nop dword [rax+rax]
+        }
+        bytes.extend_from_slice(&ADD_RAX_1);
+        let mut mem = Code { bytes, fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        let add = BASE + 72;
+        assert!(t.depends_on.iter().any(|&(s, e)| s <= add && add + 4 <= e), "{:x?}", t.depends_on);
+    }
+}
