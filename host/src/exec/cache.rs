@@ -8,6 +8,7 @@ use crate::mem::{page_floor, GuestMemory, PAGE_SIZE};
 use crate::plugin::Plugins;
 use iced_x86::Instruction;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -25,15 +26,44 @@ pub struct Tb {
     pub jit: super::tier::TbJit,
 }
 
+/// A hasher for guest addresses: one multiply (Fibonacci hashing) instead of SipHash.
+/// Keys are pcs and page addresses chosen by the guest, not by an adversary who could
+/// make the map degrade, and a miss in a vCPU's jump cache lands here.
+#[derive(Default, Clone, Copy)]
+pub struct PcHasher(u64);
+
+impl Hasher for PcHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        // The high bits of the product mix every input bit; hashbrown takes its control
+        // byte from the top 7 bits and its bucket from the low ones, so fold them.
+        let m = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = m ^ (m >> 32);
+    }
+}
+
+/// A map keyed by guest address.
+pub type PcMap<V> = HashMap<u64, V, BuildHasherDefault<PcHasher>>;
+
 /// Engine state shared by all vCPUs.
 pub struct Engine {
     /// Configuration.
     pub config: Config,
     /// The run's plugins (see `plugin`): they see and instrument every translated block.
     pub plugins: Arc<Plugins>,
-    tbs: RwLock<HashMap<u64, Arc<Tb>>>,
+    tbs: RwLock<PcMap<Arc<Tb>>>,
     /// page → pcs of TBs overlapping it.
-    pages: Mutex<HashMap<u64, Vec<u64>>>,
+    pages: Mutex<PcMap<Vec<u64>>>,
     generation: AtomicU64,
     translations: AtomicU64,
     invalidated: AtomicU64,
@@ -52,8 +82,8 @@ impl Engine {
         Arc::new(Engine {
             config,
             plugins,
-            tbs: RwLock::new(HashMap::new()),
-            pages: Mutex::new(HashMap::new()),
+            tbs: RwLock::new(PcMap::default()),
+            pages: Mutex::new(PcMap::default()),
             generation: AtomicU64::new(0),
             translations: AtomicU64::new(0),
             invalidated: AtomicU64::new(0),

@@ -29,7 +29,23 @@ pub enum Exit {
     Interrupted,
 }
 
-const JC_SIZE: usize = 4096;
+/// log2 of the jump cache's entries. Python's start-up runs ~38k distinct blocks: 4096
+/// entries missed on 9% of block runs, 16384 on 3.5%.
+const JC_BITS: u32 = 14;
+const JC_SIZE: usize = 1 << JC_BITS;
+
+/// The jump cache slot of `pc` (Fibonacci hashing: the top bits of the product).
+#[inline]
+fn jc_index(pc: u64) -> usize {
+    (pc.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - JC_BITS)) as usize
+}
+
+/// One jump cache entry. The pc is checked in the TB itself: the run loop touches the TB
+/// right after anyway, and 8-byte entries keep the table at 128 KiB.
+#[derive(Clone, Default)]
+struct JcEntry {
+    tb: Option<Arc<Tb>>,
+}
 
 /// One virtual CPU: state, memory handle, engine, jump cache.
 pub struct Vcpu<M: GuestMemory> {
@@ -41,7 +57,7 @@ pub struct Vcpu<M: GuestMemory> {
     pub engine: Arc<Engine>,
     /// Raised (from any thread or a signal handler) to make `run` return `Interrupted`.
     pub interrupt: Arc<AtomicBool>,
-    jc: Vec<Option<Arc<Tb>>>,
+    jc: Vec<JcEntry>,
     jc_gen: u64,
     /// Chaining state of the JIT tier (`tier.rs`).
     jit: VcpuJit,
@@ -57,7 +73,7 @@ impl<M: GuestMemory> Vcpu<M> {
             mem,
             engine,
             interrupt: Arc::new(AtomicBool::new(false)),
-            jc: vec![None; JC_SIZE],
+            jc: vec![JcEntry::default(); JC_SIZE],
             jc_gen,
             jit: VcpuJit::default(),
         }
@@ -65,7 +81,7 @@ impl<M: GuestMemory> Vcpu<M> {
 
     /// Drop the private jump cache (after invalidation elsewhere, or a flush).
     pub fn flush_jump_cache(&mut self) {
-        self.jc.iter_mut().for_each(|e| *e = None);
+        self.jc.iter_mut().for_each(|e| *e = JcEntry::default());
         self.jit.clear();
     }
 
@@ -88,15 +104,15 @@ impl<M: GuestMemory> Vcpu<M> {
                 self.flush_jump_cache();
                 self.jc_gen = gen;
             }
-            let idx = ((pc ^ (pc >> 12)) as usize) & (JC_SIZE - 1);
-            let hit = matches!(&self.jc[idx], Some(tb) if tb.block.pc == pc);
-            if !hit {
+            let idx = jc_index(pc);
+            let e = &mut self.jc[idx];
+            if e.tb.as_ref().is_none_or(|t| t.block.pc != pc) {
                 match self.engine.lookup(pc, &mut self.mem, stop) {
-                    Ok(tb) => self.jc[idx] = Some(tb),
+                    Ok(tb) => *e = JcEntry { tb: Some(tb) },
                     Err(fault) => return Exit::Fault { fault, pc, next: pc },
                 }
             }
-            let Some(tb) = self.jc[idx].as_ref() else { unreachable!() };
+            let Some(tb) = self.jc[idx].tb.as_ref() else { unreachable!() };
             // Interpreted or compiled (and chained) per the tier: see tier.rs.
             let exit = run_tb(&self.engine, tb, &mut self.jit, &mut self.cpu, &mut self.mem);
             if self.mem.code_written() {

@@ -3,7 +3,7 @@
 use super::cx::{LiftCx, Unsupported};
 use super::dispatch::lifters;
 use super::flags::FlagState;
-use crate::cpu::{Fault, Width};
+use crate::cpu::{Fault, Width, GUEST_SLOTS};
 use crate::ir::{Block, InsnMeta, Op, Slot, Term, UnOp};
 use crate::mem::GuestMemory;
 use iced_x86::{Decoder, DecoderError, DecoderOptions, FlowControl, Instruction, Mnemonic};
@@ -22,6 +22,9 @@ pub struct Translated {
     pub depends_on: Vec<(u64, u64)>,
 }
 
+/// Bytes fetched for a block at first (more when its instructions need them).
+const FIRST_FETCH: usize = 128;
+
 fn ends_block(i: &Instruction) -> bool {
     !matches!(i.flow_control(), FlowControl::Next)
         || matches!(i.mnemonic(), Mnemonic::Syscall | Mnemonic::Hlt | Mnemonic::Cpuid)
@@ -35,40 +38,64 @@ pub fn translate(
     max_insns: usize,
     end_limit: u64,
 ) -> Result<Translated, Fault> {
-    let mut buf = vec![0u8; max_insns.clamp(1, 256) * 15];
-    let n = mem.fetch_code(pc, &mut buf)?;
-    let mut dec = Decoder::with_ip(64, &buf[..n], pc, DecoderOptions::NONE);
+    // Fetch a little first and more only when the decoder runs out: most blocks are a
+    // few instructions long, and the buffer could hold `max_insns` of the longest.
+    let cap = max_insns.clamp(1, 256) * 15;
+    let mut buf = vec![0u8; cap.min(FIRST_FETCH)];
+    let mut n = mem.fetch_code(pc, &mut buf)?;
     let mut insns: Vec<Instruction> = Vec::new();
     let mut trailing_fault: Option<Term> = None;
-    while insns.len() < max_insns {
-        if !dec.can_decode() {
-            break;
-        }
-        if dec.ip() >= end_limit && !insns.is_empty() {
-            break;
-        }
-        let i = dec.decode();
-        if i.is_invalid() {
-            if dec.last_error() == DecoderError::NoMoreBytes && n < buf.len() {
-                // The instruction runs into a page we cannot fetch.
-                if insns.is_empty() {
-                    let addr = pc + n as u64;
-                    return Err(Fault::PageFault {
-                        addr,
-                        code: crate::cpu::pf::USER | crate::cpu::pf::FETCH,
-                    });
-                }
-            } else if insns.is_empty() {
-                let len = (i.len() as u64).max(1);
-                trailing_fault =
-                    Some(Term::Fault { fault: Fault::InvalidOpcode, pc, next: pc + len });
+    // Offset in `buf` of the next instruction.
+    let mut at = 0usize;
+    loop {
+        // Whether a bigger buffer would hold more bytes (the fetch was not cut short).
+        let more = n == buf.len() && buf.len() < cap;
+        let mut grow = false;
+        let mut dec = Decoder::with_ip(64, &buf[at..n], pc + at as u64, DecoderOptions::NONE);
+        while insns.len() < max_insns {
+            if !dec.can_decode() {
+                grow = more;
+                break;
             }
+            if dec.ip() >= end_limit && !insns.is_empty() {
+                break;
+            }
+            let i = dec.decode();
+            if i.is_invalid() {
+                if dec.last_error() == DecoderError::NoMoreBytes {
+                    if more {
+                        grow = true;
+                    } else if n < buf.len() && insns.is_empty() {
+                        // The instruction runs into a page we cannot fetch.
+                        let addr = pc + n as u64;
+                        return Err(Fault::PageFault {
+                            addr,
+                            code: crate::cpu::pf::USER | crate::cpu::pf::FETCH,
+                        });
+                    } else if n == buf.len() && insns.is_empty() {
+                        let len = (i.len() as u64).max(1);
+                        trailing_fault =
+                            Some(Term::Fault { fault: Fault::InvalidOpcode, pc, next: pc + len });
+                    }
+                } else if insns.is_empty() {
+                    let len = (i.len() as u64).max(1);
+                    trailing_fault =
+                        Some(Term::Fault { fault: Fault::InvalidOpcode, pc, next: pc + len });
+                }
+                break;
+            }
+            at += i.len();
+            insns.push(i);
+            if ends_block(&i) {
+                break;
+            }
+        }
+        if !grow {
             break;
         }
-        insns.push(i);
-        if ends_block(&i) {
-            break;
-        }
+        let old = buf.len();
+        buf.resize((old * 2).min(cap), 0);
+        n += mem.fetch_code(pc + old as u64, &mut buf[old..]).unwrap_or(0);
     }
     if insns.is_empty() {
         let term =
@@ -124,16 +151,34 @@ fn is_direct(i: &Instruction) -> bool {
 /// Status flags read by code at `pc` before being overwritten (looking at up to 16
 /// straight-line instructions; anything undecided counts as read).
 fn lookahead(pc: u64, mem: &mut dyn GuestMemory, deps: &mut Vec<(u64, u64)>) -> u32 {
+    // A short look first; the full 16 instructions' worth of bytes only when it ran out.
     let mut buf = [0u8; 16 * 15];
-    let Ok(n) = mem.fetch_code(pc, &mut buf) else { return STATUS };
-    let mut dec = Decoder::with_ip(64, &buf[..n], pc, DecoderOptions::NONE);
+    for len in [64, buf.len()] {
+        let Ok(n) = mem.fetch_code(pc, &mut buf[..len]) else { return STATUS };
+        let may_grow = n == len && len < buf.len();
+        if let Some(live) = lookahead_in(pc, &buf[..n], may_grow) {
+            deps.push((pc, pc + n as u64));
+            return live;
+        }
+    }
+    unreachable!("the last attempt always decides")
+}
+
+/// `lookahead` over the fetched `code`; `None` when it ran out of bytes and `may_grow`.
+fn lookahead_in(pc: u64, code: &[u8], may_grow: bool) -> Option<u32> {
+    let mut dec = Decoder::with_ip(64, code, pc, DecoderOptions::NONE);
     let (mut live, mut written) = (0u32, 0u32);
-    deps.push((pc, pc + n as u64));
     for _ in 0..16 {
         if !dec.can_decode() {
+            if may_grow {
+                return None;
+            }
             break;
         }
         let i = dec.decode();
+        if may_grow && i.is_invalid() && dec.last_error() == DecoderError::NoMoreBytes {
+            return None;
+        }
         if i.is_invalid()
             || matches!(i.mnemonic(), Mnemonic::Syscall | Mnemonic::Int | Mnemonic::Int3)
         {
@@ -147,13 +192,13 @@ fn lookahead(pc: u64, mem: &mut dyn GuestMemory, deps: &mut Vec<(u64, u64)>) -> 
             written |= i.rflags_modified();
         }
         if written & STATUS == STATUS {
-            return live & STATUS;
+            return Some(live & STATUS);
         }
         if !matches!(i.flow_control(), FlowControl::Next) {
             break;
         }
     }
-    (live | !written) & STATUS
+    Some((live | !written) & STATUS)
 }
 
 /// Liveness of status flags after each instruction (iced `RflagsBits`).
@@ -249,8 +294,14 @@ fn lift(pc: u64, mut insns: Vec<Instruction>, exit_live: u32) -> Translated {
     }
     let mut ops = std::mem::take(&mut cx.ops);
     let temps = cx.temps;
-    fold_moves(&mut ops, &mut metas, &fixups, &term);
+    fold_moves(&mut ops, &mut metas, &fixups, &term, temps);
+    // The lifter's buffer is sized for the longest blocks; a cached block keeps an exact
+    // copy (tens of thousands of blocks stay dense in memory and the big buffer is reused
+    // by the next translation).
+    let ops = ops.as_slice().to_vec();
+    metas.shrink_to_fit();
     insns.truncate(lifted);
+    insns.shrink_to_fit();
     let block = Block { pc, end: end_pc, ops, insns: metas, term, temps, fixups };
     debug_assert!(crate::ir::verify(&block).is_ok(), "{:?}\n{block}", crate::ir::verify(&block));
     Translated { block, insns, unimplemented, depends_on: Vec::new() }
@@ -258,11 +309,21 @@ fn lift(pc: u64, mut insns: Vec<Instruction>, exit_live: u32) -> Translated {
 
 /// Fold `t = op ...; g = mov t` into `g = op ...` when `t` has no other use (the common
 /// shape of lifted register writes). Keeps instruction boundaries: never folds across one.
-fn fold_moves(ops: &mut Vec<Op>, metas: &mut [InsnMeta], fixups: &[(u32, Vec<Op>)], term: &Term) {
-    let mut uses: std::collections::HashMap<Slot, u32> = Default::default();
+fn fold_moves(
+    ops: &mut Vec<Op>,
+    metas: &mut [InsnMeta],
+    fixups: &[(u32, Vec<Op>)],
+    term: &Term,
+    temps: u16,
+) {
+    // Uses of each temporary, indexed by slot number (temporaries are numbered from
+    // `GUEST_SLOTS` up to `GUEST_SLOTS + temps`).
+    let mut uses = vec![0u32; GUEST_SLOTS + temps as usize];
     let mut count = |s: Slot| {
         if !s.is_guest() {
-            *uses.entry(s).or_default() += 1;
+            if let Some(u) = uses.get_mut(s.0 as usize) {
+                *u += 1;
+            }
         }
     };
     for op in ops.iter() {
@@ -278,7 +339,12 @@ fn fold_moves(ops: &mut Vec<Op>, metas: &mut [InsnMeta], fixups: &[(u32, Vec<Op>
         Term::Indirect { target, .. } => count(target),
         _ => {}
     }
-    let starts: std::collections::HashSet<u32> = metas.iter().map(|m| m.first_op).collect();
+    let mut starts = vec![false; ops.len() + 1];
+    for m in metas.iter() {
+        if let Some(st) = starts.get_mut(m.first_op as usize) {
+            *st = true;
+        }
+    }
     let mut keep = vec![true; ops.len()];
     for j in 1..ops.len() {
         let (dst, src, zext32) = match ops[j] {
@@ -286,10 +352,10 @@ fn fold_moves(ops: &mut Vec<Op>, metas: &mut [InsnMeta], fixups: &[(u32, Vec<Op>
             Op::Un { op: UnOp::Zext, w: Width::W32, dst, a } => (dst, a, true),
             _ => continue,
         };
-        if !dst.is_guest() || src.is_guest() || uses.get(&src) != Some(&1) {
+        if !dst.is_guest() || src.is_guest() || uses.get(src.0 as usize) != Some(&1) {
             continue;
         }
-        if !keep[j - 1] || starts.contains(&(j as u32)) || ops[j - 1].dst() != Some(src) {
+        if !keep[j - 1] || starts[j] || ops[j - 1].dst() != Some(src) {
             continue;
         }
         let foldable = match ops[j - 1] {
@@ -332,4 +398,105 @@ pub fn lift_probe(i: &Instruction) -> bool {
         cx.live_out = u32::MAX;
         f(&mut cx).is_ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::RmwOp;
+
+    /// Code bytes at `BASE`; fetches past the end fail like an unmapped page. Counts the
+    /// bytes fetched.
+    struct Code {
+        bytes: Vec<u8>,
+        fetched: usize,
+    }
+
+    const BASE: u64 = 0x40_0000;
+
+    impl GuestMemory for Code {
+        fn load(&mut self, addr: u64, _: Width) -> Result<u64, Fault> {
+            Err(Fault::PageFault { addr, code: 4 })
+        }
+        fn store(&mut self, addr: u64, _: Width, _: u64) -> Result<(), Fault> {
+            Err(Fault::PageFault { addr, code: 6 })
+        }
+        fn atomic_rmw(&mut self, _: RmwOp, addr: u64, _: Width, _: u64) -> Result<u64, Fault> {
+            Err(Fault::PageFault { addr, code: 6 })
+        }
+        fn atomic_cas(&mut self, addr: u64, _: Width, _: u64, _: u64) -> Result<u64, Fault> {
+            Err(Fault::PageFault { addr, code: 6 })
+        }
+        fn atomic_cas128(&mut self, addr: u64, _: u128, _: u128) -> Result<u128, Fault> {
+            Err(Fault::PageFault { addr, code: 6 })
+        }
+        fn fetch_code(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, Fault> {
+            let off = addr.wrapping_sub(BASE) as usize;
+            let n = self.bytes.len().saturating_sub(off).min(buf.len());
+            if n == 0 {
+                return Err(Fault::PageFault { addr, code: 4 | 16 });
+            }
+            buf[..n].copy_from_slice(&self.bytes[off..off + n]);
+            self.fetched += n;
+            Ok(n)
+        }
+        fn watch_code(&mut self, _: u64, _: u64) {}
+        fn code_written(&self) -> bool {
+            false
+        }
+        fn take_code_writes(&mut self) -> Vec<u64> {
+            Vec::new()
+        }
+    }
+
+    const ADD_RAX_1: [u8; 4] = [0x48, 0x83, 0xc0, 0x01];
+    const RET: u8 = 0xc3;
+
+    #[test]
+    fn long_blocks_are_fetched_in_steps_and_short_ones_fetch_little() {
+        // 60 four-byte instructions and a RET: 241 bytes, past the first fetch.
+        let mut bytes: Vec<u8> = ADD_RAX_1.repeat(60);
+        bytes.push(RET);
+        let mut mem = Code { bytes, fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 61);
+        assert_eq!(t.block.end, BASE + 241);
+        assert!(matches!(t.block.term, Term::Indirect { is_ret: true, .. }));
+        // A two-instruction block at the end reads at most the first fetch.
+        let mut mem = Code { bytes: mem.bytes, fetched: 0 };
+        let t = translate(BASE + 236, &mut mem, 64, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 2);
+        assert!(mem.fetched <= FIRST_FETCH, "fetched {}", mem.fetched);
+    }
+
+    #[test]
+    fn an_instruction_cut_by_the_end_of_fetchable_code_past_the_first_fetch() {
+        // 50 instructions (200 bytes) then the first 2 bytes of a third: the block stops
+        // before it; a block starting at it faults at the first unfetchable byte.
+        let mut bytes: Vec<u8> = ADD_RAX_1.repeat(50);
+        bytes.extend_from_slice(&ADD_RAX_1[..2]);
+        let mut mem = Code { bytes, fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 50);
+        assert_eq!(t.block.term, Term::Jump(BASE + 200));
+        let r = translate(BASE + 200, &mut mem, 64, u64::MAX).map(|t| t.insns.len());
+        let code = crate::cpu::pf::USER | crate::cpu::pf::FETCH;
+        assert_eq!(r.err(), Some(Fault::PageFault { addr: BASE + 202, code }));
+    }
+
+    #[test]
+    fn lookahead_depends_on_the_bytes_it_decoded_even_far_away() {
+        // JMP to 14 five-byte NOPs (70 bytes: past the short look) and an ADD that writes
+        // every status flag: the lookahead needs the longer fetch, and the ADD's bytes
+        // must be among the block's dependencies (a write there invalidates the block).
+        let mut bytes = vec![0xeb, 0x00]; // jmp +0 (to BASE + 2)
+        for _ in 0..14 {
+            bytes.extend_from_slice(&[0x0f, 0x1f, 0x44, 0x00, 0x00]); // nop dword [rax+rax]
+        }
+        bytes.extend_from_slice(&ADD_RAX_1);
+        let mut mem = Code { bytes, fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        let add = BASE + 72;
+        assert!(t.depends_on.iter().any(|&(s, e)| s <= add && add + 4 <= e), "{:x?}", t.depends_on);
+    }
 }

@@ -928,6 +928,16 @@ impl GuestMemory for Direct {
                 break;
             }
             let page_end = (page_floor(a) + PAGE_SIZE).min(addr + buf.len() as u64);
+            // Eight bytes per accessor call while they stay in the page (a fault is a
+            // property of the page, so it is seen just as byte loads would see it).
+            while addr + (n as u64) + 8 <= page_end {
+                let r = raw::load(addr + n as u64, Width::W64);
+                if r.status != 0 {
+                    break;
+                }
+                buf[n..n + 8].copy_from_slice(&r.val.to_le_bytes());
+                n += 8;
+            }
             while addr + (n as u64) < page_end {
                 let r = raw::load(addr + n as u64, Width::W8);
                 if r.status != 0 {
