@@ -41,7 +41,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             tier: Tier::Auto,
-            hot_threshold: 64,
+            hot_threshold: 256,
             max_block_insns: 64,
             trace_translate: false,
             strace: false,
