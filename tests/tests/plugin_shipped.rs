@@ -124,8 +124,13 @@ fn memtrace_rejects_bad_input() {
     );
     let e = blockscope::plugin::memtrace::memtrace_main(&[], &mut out).unwrap_err();
     assert_eq!(e, blockscope::plugin::memtrace::USAGE);
-    let e = load(&["memtrace,addr=0x2000-0x1000"]).err().unwrap();
+    // Refused before anything is written: no trace file appears.
+    let never = dir.join("never.bin");
+    let e = load(&[format!("memtrace,addr=0x2000-0x1000,out={}", never.display()).as_str()])
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("addr must be LO-HI in hex"), "{e}");
+    assert!(!never.exists(), "a refused memtrace created {}", never.display());
 }
 
 #[test]

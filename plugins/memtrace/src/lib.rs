@@ -190,6 +190,9 @@ impl Plugin for MemTrace {
     ];
 
     fn install(host: Host, args: &Args) -> Result<Self, String> {
+        // Every argument is checked before the trace file is created: bad input leaves
+        // no file behind.
+        let (addr, pc) = (range(args, "addr")?, range(args, "pc")?);
         let cache_on = args.flag("cache", false)?;
         let cache = if cache_on {
             let g = |k: &str, d: &str| Geometry::parse(args.get(k).unwrap_or(d));
@@ -221,8 +224,8 @@ impl Plugin for MemTrace {
             buf: host.scoreboard(8, if cache_on { 1 } else { BUF_WORDS })?,
             pos: host.scoreboard(8, 1)?,
             drained: Mutex::new(Vec::new()),
-            addr: range(args, "addr")?,
-            pc: range(args, "pc")?,
+            addr,
+            pc,
             cache,
             report: args.get("report").map(str::to_string),
             blocks: Mutex::new(Vec::new()),
