@@ -200,7 +200,7 @@ impl Engine {
             ("blocks translated", self.translations()),
             ("blocks invalidated", self.invalidated.load(Ordering::Relaxed)),
             ("invalidation events", self.generation()),
-            ("interpreted block runs", j.interpreted.load(Ordering::Relaxed)),
+            ("interpreted block runs", j.interpreted.load(Ordering::Relaxed)), // --stats only
             ("blocks compiled", j.compiled.load(Ordering::Relaxed)),
             ("hot regions compiled", j.regions.load(Ordering::Relaxed)),
             ("blocks the jit refused", j.failed.load(Ordering::Relaxed)),

@@ -177,7 +177,7 @@ pub struct EngineJit {
     pub flushes: AtomicU64,
     /// Hot regions compiled.
     pub regions: AtomicU64,
-    /// Block runs in the interpreter.
+    /// Block runs in the interpreter (counted only with `Config::stats`).
     pub interpreted: AtomicU64,
 }
 
@@ -268,7 +268,11 @@ pub(super) fn run_tb(
     let Some(c) = code.filter(|_| !mem.code_written()) else {
         vj.pending_link = None;
         vj.pending_indirect = None;
-        engine.jit.interpreted.fetch_add(1, Ordering::Relaxed);
+        // Only counted for --stats: one shared atomic per interpreted block would make
+        // every guest thread fight over its cache line.
+        if engine.config.stats {
+            engine.jit.interpreted.fetch_add(1, Ordering::Relaxed);
+        }
         let exit = interp::run_block(&tb.block, cpu, mem);
         if let (BlockExit::Indirect { pc, .. }, Term::Indirect { .. }) = (exit, tb.block.term) {
             tb.jit.indirect.record(pc);
