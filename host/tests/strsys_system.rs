@@ -366,6 +366,25 @@ fn push_pop_leave_match_the_cpu() {
     }
 }
 
+/// `pop sp` increments RSP before writing SP, so with SP = 0xfffe the carry into bit 16
+/// survives (the CPU gives ...1_0000 | value; merging into the old RSP loses it). Seen
+/// first as a rare `insn_native` failure when the scratch page sat below a 64 KiB line.
+#[test]
+fn pop_sp_keeps_the_carry_out_of_bit_15() {
+    let mut emu = Emu::new();
+    let data = emu.alloc(3 << 16);
+    let code_page = emu.alloc_rwx(4096);
+    let rsp = ((data + (1 << 16)) & !0xffff) + 0xfffe;
+    emu.poke(rsp, &[0x34, 0x12]);
+    for tier in TIERS {
+        let mut cpu = CpuState::new_user();
+        cpu.set_gpr(4, rsp);
+        let end = emu.run_cpu_at(code_page, &[0x66, 0x5c], &mut cpu, tier); // pop sp
+        assert_eq!(end, EmuEnd::Done, "{tier:?}");
+        assert_eq!(cpu.gpr(4), ((rsp + 2) & !0xffff) | 0x1234, "{tier:?}: rsp");
+    }
+}
+
 /// An instruction whose stores hit a page of translated code more than once (ENTER with a
 /// stack on the code page) still completes: the second code write must not cut it short.
 #[test]

@@ -65,7 +65,9 @@ fn lift_pop(cx: &mut LiftCx<'_>) -> R {
         cx.set_slot(slot::RSP, sp);
         return Ok(());
     }
-    if !is_rsp {
+    // `pop rsp` replaces RSP with the value; `pop sp` increments RSP first and then
+    // replaces its low 16 bits, so a carry out of bit 15 is kept (SDM POP).
+    if !is_rsp || w == Width::W16 {
         cx.set_slot_op(
             slot::RSP,
             Op::BinImm {
