@@ -94,6 +94,10 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = Config::default().jit_chain_budget,
           value_parser = clap::value_parser!(u64).range(1..))]
     jit_chain_budget: u64,
+    /// Append each compiled block to /tmp/perf-PID.map (host address, size, guest pc), so
+    /// `perf report` names compiled code by the guest address it came from.
+    #[arg(long)]
+    perf_map: bool,
     /// argv[0] given to the program (default: PROG as written).
     #[arg(long, value_name = "NAME")]
     argv0: Option<OsString>,
@@ -157,6 +161,7 @@ fn run(a: RunArgs) -> i32 {
         max_block_insns: a.max_block_insns as usize,
         jit_cache_size: (a.jit_cache_mib as usize) << 20,
         jit_chain_budget: a.jit_chain_budget,
+        perf_map: a.perf_map,
         plugins: a.plugins,
     };
     let plugins = match load_plugins(&config.plugins) {

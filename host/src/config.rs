@@ -35,6 +35,9 @@ pub struct Config {
     /// Chained transfers compiled code may make before returning to the run loop (which
     /// then checks interrupts and invalidations, and builds a hot region there).
     pub jit_chain_budget: u64,
+    /// Append every compiled block to `/tmp/perf-PID.map` (host address, size, guest pc)
+    /// so `perf report` names compiled code by guest address.
+    pub perf_map: bool,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             plugins: Vec::new(),
             jit_cache_size: 256 << 20,
             jit_chain_budget: 1 << 14,
+            perf_map: false,
         }
     }
 }

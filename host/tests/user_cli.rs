@@ -189,6 +189,44 @@ fn stats_and_tuning_knobs() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(counter(&e, "blocks compiled"), counter(&e, "blocks translated"), "{e}");
     assert!(counter(&e, "entries into compiled code") > 0, "{e}");
+    // A guest that closes its stderr (GNU tools do at exit) or takes fd 1000 does not
+    // silence blockscope: its messages go to a private copy of stderr the guest cannot
+    // close or replace (as Valgrind's log fd). Natively the dup2 and close succeed.
+    let n = native(&p, &["closefds"], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&n.stdout),
+        "start\nclose2=0 dup2=1000 close1000=0 range=0\n"
+    );
+    let o = emulated(&["--stats"], &p, &["closefds"], &[]);
+    assert_eq!(status_str(&o), "exit 0");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "start\nclose2=0 dup2=EBADF close1000=EBADF range=0\n"
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("==blockscope== stats") && e.contains("slow accesses in jit code"), "{e}");
+    // --perf-map: one line per compiled block in /tmp/perf-PID.map, "ADDR SIZE bs_0xPC".
+    let child = Command::new(blockscope())
+        .args(["run", "--perf-map", "--tier", "jit", "--"])
+        .arg(&p)
+        .args(["exit", "0"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run blockscope");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    let text = std::fs::read_to_string(&map).expect("perf map written");
+    let _ = std::fs::remove_file(&map);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 3, "{text}");
+    for l in lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        assert_eq!(f.len(), 3, "{l}");
+        assert!(u64::from_str_radix(f[0], 16).is_ok() && u64::from_str_radix(f[1], 16).is_ok());
+        assert!(f[2].starts_with("bs_0x"), "{l}");
+    }
     // Without --stats, nothing extra on stderr.
     let o = emulated(&["--hot-threshold", "1", "--jit-cache-mib", "4"], &p, &["exit", "0"], &[]);
     assert_eq!(status_str(&o), "exit 0");

@@ -196,7 +196,7 @@ impl Engine {
     /// The engine's counters, one `name value` pair per line (`--stats`).
     pub fn stats(&self) -> String {
         let j = &self.jit;
-        let rows: [(&str, u64); 9] = [
+        let rows: [(&str, u64); 10] = [
             ("blocks translated", self.translations()),
             ("blocks invalidated", self.invalidated.load(Ordering::Relaxed)),
             ("invalidation events", self.generation()),
@@ -206,6 +206,7 @@ impl Engine {
             ("blocks the jit refused", j.failed.load(Ordering::Relaxed)),
             ("entries into compiled code", j.entries.load(Ordering::Relaxed)),
             ("code cache flushes", j.flushes.load(Ordering::Relaxed)),
+            ("slow accesses in jit code", crate::backend::jit::slow_accesses()),
         ];
         rows.iter().map(|(k, v)| format!("{k:<28}{v:>14}\n")).collect()
     }

@@ -443,6 +443,9 @@ fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAcc
         trace(jit, &code);
     }
     drop(guard);
+    if engine.config.perf_map {
+        perf_map_note(&code, &format!("_region{}", blocks.len()));
+    }
     // Register before checking liveness: a member killed in between sees the region in
     // its dependents; one killed before is seen dead here.
     for m in &members {
@@ -592,6 +595,9 @@ fn compile(engine: &Arc<Engine>, tb: &Arc<Tb>, direct: Option<DirectAccessors>) 
                 trace(jit, &c);
             }
             engine.jit.compiled.fetch_add(1, Ordering::Relaxed);
+            if engine.config.perf_map {
+                perf_map_note(&c, "");
+            }
             tb.jit.install(Arc::new(c));
         }
         Err(JitError::CacheFull) => {
@@ -614,6 +620,18 @@ fn compile(engine: &Arc<Engine>, tb: &Arc<Tb>, direct: Option<DirectAccessors>) 
             engine.jit.failed.fetch_add(1, Ordering::Relaxed);
             tb.jit.state.store(FAILED, Ordering::Relaxed);
         }
+    }
+}
+
+/// `--perf-map`: append `HOSTADDR SIZE bs_GUESTPC[SUFFIX]` to `/tmp/perf-PID.map`, the
+/// file `perf report` reads for JIT code. Opened per call so a forked child writes its own.
+fn perf_map_note(c: &CompiledTb, suffix: &str) {
+    use std::io::Write;
+    let path = format!("/tmp/perf-{}.map", std::process::id());
+    let line = format!("{:x} {:x} bs_{:#x}{suffix}\n", c.host_addr(), c.code_len(), c.pc());
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+    if let Err(e) = f.and_then(|mut f| f.write_all(line.as_bytes())) {
+        eprintln!("blockscope: --perf-map: cannot write {path} ({e})");
     }
 }
 

@@ -424,7 +424,10 @@ pub mod page_map {
             let p = unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),
-                    PAGES as usize,
+                    // One byte more than the pages: compiled code also reads the byte of
+                    // an access's last page, which for the top page is index `PAGES`
+                    // (never set: "take the accessor").
+                    PAGES as usize + 4096,
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                     -1,
@@ -458,54 +461,12 @@ pub mod page_map {
         byte(addr & !0xfff).map_or(0, |b| b.load(Ordering::Acquire))
     }
 
-    /// `READ` and the next page is `READ` too: a load of any width and alignment at an
-    /// address in the page cannot fault.
-    pub const READ_NEXT: u8 = 8;
-    /// `WRITE` and the next page is `WRITE` too.
-    pub const WRITE_NEXT: u8 = 16;
-    const BASE: u8 = READ | WRITE | GUEST_WRITE;
-
-    /// Recompute the `*_NEXT` bits of `page` from its own and the next page's flags.
-    fn refresh(page: u64) {
-        let Some(b) = byte(page) else { return };
-        let own = b.load(Ordering::Relaxed) & BASE;
-        let next = byte(page.wrapping_add(4096)).map_or(0, |n| n.load(Ordering::Relaxed));
-        let mut v = own;
-        if own & next & READ != 0 {
-            v |= READ_NEXT;
-        }
-        if own & next & WRITE != 0 {
-            v |= WRITE_NEXT;
-        }
-        if b.load(Ordering::Relaxed) != v {
-            b.store(v, Ordering::Release);
-        }
-    }
-
-    /// Set the flags (`READ`, `WRITE`, `GUEST_WRITE`) of `page` (page-aligned), and the
-    /// `*_NEXT` bits of it and of the page before. Callers serialise (one lock).
+    /// Set the flags (`READ`, `WRITE`, `GUEST_WRITE`) of `page` (page-aligned). Callers
+    /// serialise (one lock). An access that may cross into the next page is checked by
+    /// compiled code against both pages' bytes.
     pub(super) fn set(page: u64, flags: u8) {
         let Some(b) = byte(page) else { return };
-        let old = b.load(Ordering::Relaxed);
-        // Keep only the `*_NEXT` bits the new base bits still allow; `refresh` below
-        // recomputes them exactly.
-        b.store((flags & BASE) | (old & !BASE & flags_next_mask(flags)), Ordering::Release);
-        if page >= 4096 {
-            refresh(page - 4096);
-        }
-        refresh(page);
-    }
-
-    /// The `*_NEXT` bits that may survive when a page's base bits become `flags`.
-    fn flags_next_mask(flags: u8) -> u8 {
-        let mut m = 0;
-        if flags & READ != 0 {
-            m |= READ_NEXT;
-        }
-        if flags & WRITE != 0 {
-            m |= WRITE_NEXT;
-        }
-        m
+        b.store(flags & (READ | WRITE | GUEST_WRITE), Ordering::Release);
     }
 }
 

@@ -152,6 +152,26 @@ pub fn reexec_args(config: &Config) -> Vec<String> {
     if config.strace {
         v.push("--strace".into());
     }
+    if config.stats {
+        v.push("--stats".into());
+    }
+    if config.perf_map {
+        v.push("--perf-map".into());
+    }
+    // Tuning knobs, when not the default (the new image must run as this one did).
+    let d = Config::default();
+    if config.hot_threshold != d.hot_threshold {
+        v.push(format!("--hot-threshold={}", config.hot_threshold));
+    }
+    if config.max_block_insns != d.max_block_insns {
+        v.push(format!("--max-block-insns={}", config.max_block_insns));
+    }
+    if config.jit_cache_size != d.jit_cache_size {
+        v.push(format!("--jit-cache-mib={}", config.jit_cache_size >> 20));
+    }
+    if config.jit_chain_budget != d.jit_chain_budget {
+        v.push(format!("--jit-chain-budget={}", config.jit_chain_budget));
+    }
     v
 }
 
@@ -192,6 +212,7 @@ pub fn run_with_plugins(
     launch: &Launch,
     plugins: Arc<crate::plugin::Plugins>,
 ) -> Result<std::convert::Infallible, LoadError> {
+    sys::open_log_fd();
     let target = resolve_program(&launch.prog)?;
     let argv0 = launch.argv0.clone().unwrap_or_else(|| launch.prog.clone());
     let mut argv: Vec<Vec<u8>> = vec![argv0.into_vec()];
@@ -278,6 +299,11 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(reexec_args(&c), vec!["run", "--tier=interp", "--plugin=cov,out=x", "--strace"]);
+        let c = Config { stats: true, hot_threshold: 7, jit_chain_budget: 99, ..Config::default() };
+        assert_eq!(
+            reexec_args(&c),
+            vec!["run", "--tier=auto", "--stats", "--hot-threshold=7", "--jit-chain-budget=99"]
+        );
     }
 
     #[test]

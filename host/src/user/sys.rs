@@ -272,14 +272,39 @@ pub fn read(fd: i32, buf: &mut [u8]) -> i64 {
     }
 }
 
-/// Write a line to stderr with one `write` (usable anywhere, no allocation beyond `s`).
+/// The fd blockscope's own messages go to: a private copy of the stderr it started
+/// with (`open_log_fd`), so a guest that closes or redirects its fd 2 (GNU tools close
+/// stderr at exit) does not silence `--stats`, `--strace` or error lines.
+static LOG_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(2);
+
+/// Lowest fd tried for the private log fd: above what programs normally use.
+const LOG_FD_MIN: u64 = 1000;
+
+/// Make the private copy of stderr (close-on-exec; a re-exec under blockscope makes its
+/// own). Without room for it (a low fd limit) messages go to fd 2 as before.
+pub fn open_log_fd() {
+    let r = syscall6(libc::SYS_fcntl, [2, libc::F_DUPFD_CLOEXEC as u64, LOG_FD_MIN, 0, 0, 0]);
+    if r >= 0 {
+        LOG_FD.store(r as i32, Ordering::Relaxed);
+    }
+}
+
+/// The private log fd, if one was made (the guest may not close or replace it).
+pub fn log_fd() -> Option<i32> {
+    let fd = LOG_FD.load(Ordering::Relaxed);
+    (fd != 2).then_some(fd)
+}
+
+/// Write a line to blockscope's stderr with one `write` (usable anywhere, no allocation
+/// beyond `s`).
 pub fn write_stderr(s: &str) {
     let b = s.as_bytes();
+    let fd = LOG_FD.load(Ordering::Relaxed) as u64;
     let mut off = 0;
     while off < b.len() {
         let r = syscall6(
             libc::SYS_write,
-            [2, b[off..].as_ptr() as u64, (b.len() - off) as u64, 0, 0, 0],
+            [fd, b[off..].as_ptr() as u64, (b.len() - off) as u64, 0, 0, 0],
         );
         if r <= 0 {
             if r == -(libc::EINTR as i64) {

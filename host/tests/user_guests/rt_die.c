@@ -1,4 +1,4 @@
-/* Ways to end: rt_die exit N | segv | kill SIG | unimpl | ud2 | pipe */
+/* Ways to end: rt_die exit N | segv | kill SIG | unimpl | ud2 | pipe | closefds */
 #include "nolibc.h"
 
 static long num(const char *s) {
@@ -27,6 +27,19 @@ int cmain(u64 *sp) {
         r = sys3(NR_write, fds[1], "x", 1);
         out(r == -32 ? "EPIPE\n" : "?\n");
         return 3;
+    }
+    if (seq(m, "closefds")) {
+        /* Close stderr and everything above it, try to take fd 1000 (where blockscope
+           keeps its own copy of stderr); print what each call returned. */
+        long a = sys1(NR_close, 2);
+        long b = sys2(33 /* dup2 */, 1, 1000);
+        long c = sys1(NR_close, 1000);
+        long d = sys3(436 /* close_range */, 3, ~0u, 0);
+        out(a == 0 ? "close2=0 " : "close2=? ");
+        out(b == 1000 ? "dup2=1000 " : b == -9 ? "dup2=EBADF " : "dup2=? ");
+        out(c == 0 ? "close1000=0 " : c == -9 ? "close1000=EBADF " : "close1000=? ");
+        out(d == 0 ? "range=0\n" : "range=?\n");
+        return 0;
     }
     if (seq(m, "ud2")) __asm__ volatile("ud2");
     if (seq(m, "unimpl")) __asm__ volatile(".byte 0x62, 0xf1, 0x74, 0x48, 0x58, 0xc2"); /* vaddps zmm0,zmm1,zmm2 */

@@ -95,6 +95,9 @@ pub struct CodeGen {
     sites: Mutex<Vec<Box<FaultSite>>>,
     /// Host address of the `fn(ctx, cpu, entry) -> u64` trampoline (0 until compiled).
     trampoline: AtomicUsize,
+    /// Host addresses of the preserve-all wrappers of `rt_load` and `rt_store` (0 until
+    /// compiled): the cold paths of inline guest accesses call them.
+    preserve_all: [AtomicUsize; 2],
     /// Code bytes handed out so far.
     used: AtomicUsize,
 }
@@ -107,6 +110,7 @@ impl CodeGen {
             slots: Mutex::new(Vec::new()),
             sites: Mutex::new(Vec::new()),
             trampoline: AtomicUsize::new(0),
+            preserve_all: [AtomicUsize::new(0), AtomicUsize::new(0)],
             used: AtomicUsize::new(0),
         }
     }
@@ -150,6 +154,16 @@ impl CodeGen {
 
     pub(super) fn trampoline(&self) -> usize {
         self.trampoline.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_preserve_all(&self, load: usize, store: usize) {
+        self.preserve_all[0].store(load, Ordering::Release);
+        self.preserve_all[1].store(store, Ordering::Release);
+    }
+
+    /// The preserve-all wrappers of `rt_load` and `rt_store` (zeros before compiled).
+    pub(super) fn preserve_all(&self) -> [usize; 2] {
+        [self.preserve_all[0].load(Ordering::Acquire), self.preserve_all[1].load(Ordering::Acquire)]
     }
 }
 

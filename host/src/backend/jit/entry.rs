@@ -134,6 +134,8 @@ impl CompiledTb {
             mem,
             fault: None,
             panic: None,
+            ret_value: 0,
+            ret_status: 0,
         };
         let tramp = self.gen.trampoline();
         debug_assert_ne!(tramp, 0, "generation without a trampoline");

@@ -46,7 +46,10 @@ use super::arith;
 use super::chain::{ExitSlot, IND_SHIFT, IND_SIZE, SLOT_TARGET};
 use super::exits::{kind, FaultSite};
 use super::regs::{Regs, SlotState};
-use super::rt::{rmw_code, status, RtFn, CTX_BUDGET, CTX_FAULT_SITE, CTX_IND_TABLE, CTX_LAST_EXIT};
+use super::rt::{
+    rmw_code, status, RtFn, CTX_BUDGET, CTX_FAULT_SITE, CTX_IND_TABLE, CTX_LAST_EXIT,
+    CTX_RET_STATUS, CTX_RET_VALUE,
+};
 use crate::cpu::{Fault, Width};
 use crate::ir::{Block, Op, Slot, Term};
 use crate::mem::DirectAccessors;
@@ -54,7 +57,7 @@ use cranelift_codegen::ir::{
     self, condcodes::IntCC, types, AbiParam, InstBuilder, MemFlagsData, SigRef, Signature, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::AtomicUsize;
@@ -102,6 +105,14 @@ struct Lower<'a, 'f> {
     indirect: &'a [Vec<u64>],
     /// Index of the block being lowered.
     cur: usize,
+    /// Preserve-all wrappers of `rt_load` and `rt_store` (0: none, call the shims).
+    preserve_all: [usize; 2],
+    /// Their signatures, once imported.
+    pa_sigs: [Option<SigRef>; 2],
+    /// In a looping function, the chain budget lives in this variable (a register), not
+    /// in `JitCtx::budget`: a counter in memory would put a store-to-load dependency on
+    /// every iteration. It is stored back to the context before every return or tail call.
+    budget_var: Option<Variable>,
 }
 
 /// Build the body of `func` (whose signature, `tb_signature`, the caller set) for the
@@ -115,6 +126,7 @@ pub(super) fn build(
     blocks: &[&Block],
     indirect: &[Vec<u64>],
     direct: Option<DirectAccessors>,
+    preserve_all: [usize; 2],
     frontend: TargetFrontendConfig,
 ) -> ExitData {
     let mut fb = FunctionBuilder::new(func, fctx);
@@ -144,6 +156,9 @@ pub(super) fn build(
         no_chain: false,
         indirect,
         cur: 0,
+        preserve_all,
+        pa_sigs: [None; 2],
+        budget_var: None,
     };
     let pcs: Vec<u64> = blocks.iter().map(|b| b.pc).collect();
     let loops = exits_to(blocks[0], &pcs)
@@ -168,6 +183,10 @@ pub(super) fn build(
             l.read(&mut st, Slot(s));
         }
         l.head_st = SlotState { loaded: used, dirty: written };
+        let bv = l.fb.declare_var(types::I64);
+        let b0 = l.fb.ins().load(types::I64, MemFlagsData::trusted(), ctx, CTX_BUDGET);
+        l.fb.def_var(bv, b0);
+        l.budget_var = Some(bv);
         l.heads = blocks.iter().map(|b| (b.pc, l.fb.create_block())).collect();
         l.fb.ins().jump(l.heads[0].1, &[]);
         for (k, b) in blocks.iter().enumerate() {
@@ -278,8 +297,25 @@ impl Lower<'_, '_> {
     fn leave(&mut self, st: &mut SlotState, rip: Value, code: u64) {
         self.regs.write_back(&mut self.fb, st);
         self.regs.store_rip(&mut self.fb, rip);
+        self.ret(code);
+    }
+
+    /// Return `code` (the budget, when held in a variable, goes back to the context).
+    fn ret(&mut self, code: u64) {
+        if let Some(v) = self.budget_var {
+            let b = self.fb.use_var(v);
+            self.store_ctx(b, CTX_BUDGET);
+        }
         let c = self.konst(code);
         self.fb.ins().return_(&[c]);
+    }
+
+    /// The chain budget left.
+    fn budget(&mut self) -> Value {
+        match self.budget_var {
+            Some(v) => self.fb.use_var(v),
+            None => self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.ctx, CTX_BUDGET),
+        }
     }
 
     fn leave_at(&mut self, st: &mut SlotState, rip: u64, code: u64) {
@@ -294,7 +330,7 @@ impl Lower<'_, '_> {
     /// Spend one unit of budget and tail-call `code`, or go to `miss` when none is left.
     fn chain_to(&mut self, code: Value, miss: ir::Block) {
         let flags = MemFlagsData::trusted();
-        let b = self.fb.ins().load(types::I64, flags, self.ctx, CTX_BUDGET);
+        let b = self.budget();
         let go = self.fb.create_block();
         self.fb.ins().brif(b, go, &[], miss, &[]);
         self.fb.seal_block(go);
@@ -314,15 +350,17 @@ impl Lower<'_, '_> {
             self.read(st, Slot(s));
         }
         debug_assert_eq!(st.dirty & !head_st.dirty, 0, "back edge with an unexpected dirty slot");
-        let flags = MemFlagsData::trusted();
-        let b = self.fb.ins().load(types::I64, flags, self.ctx, CTX_BUDGET);
+        let b = self.budget();
         let (go, spent) = (self.fb.create_block(), self.fb.create_block());
         self.fb.ins().brif(b, go, &[], spent, &[]);
         self.fb.seal_block(go);
         self.fb.seal_block(spent);
         self.fb.switch_to_block(go);
         let b1 = self.fb.ins().iadd_imm_s(b, -1);
-        self.fb.ins().store(flags, b1, self.ctx, CTX_BUDGET);
+        match self.budget_var {
+            Some(v) => self.fb.def_var(v, b1),
+            None => self.store_ctx(b1, CTX_BUDGET),
+        }
         self.fb.ins().jump(head, &[]);
         self.fb.set_cold_block(spent);
         self.fb.switch_to_block(spent);
@@ -359,8 +397,7 @@ impl Lower<'_, '_> {
         self.fb.seal_block(miss);
         self.fb.switch_to_block(miss);
         self.store_ctx(slot, CTX_LAST_EXIT);
-        let c = self.konst(kind::JUMP);
-        self.fb.ins().return_(&[c]);
+        self.ret(kind::JUMP);
     }
 
     /// Jump to the header of each region block the current block's indirect terminator
@@ -412,8 +449,7 @@ impl Lower<'_, '_> {
         self.chain_to(code, miss);
         self.fb.seal_block(miss);
         self.fb.switch_to_block(miss);
-        let c = self.konst(if is_ret { kind::RET } else { kind::INDIRECT });
-        self.fb.ins().return_(&[c]);
+        self.ret(if is_ret { kind::RET } else { kind::INDIRECT });
     }
 
     /// `brif c` to a new cold block, which becomes current; returns the fall-through
@@ -446,6 +482,98 @@ impl Lower<'_, '_> {
         let call = self.fb.ins().call_indirect(sig, addr, &all);
         let r = self.fb.inst_results(call);
         (r[0], r[1])
+    }
+
+    /// The load or store shim `f` for a cold path: through its preserve-all wrapper when
+    /// there is one (the call clobbers no register, so values live across it stay in
+    /// registers on the hot path), else directly.
+    fn call_mem_slow(&mut self, f: RtFn, args: &[Value]) -> (Value, Value) {
+        let k = usize::from(f == RtFn::Store);
+        debug_assert!(matches!(f, RtFn::Load | RtFn::Store));
+        let wrapper = self.preserve_all[k];
+        if wrapper == 0 {
+            return self.call_rt(f, args);
+        }
+        let sig = match self.pa_sigs[k] {
+            Some(s) => s,
+            None => {
+                let mut sig = Signature::new(CallConv::PreserveAll);
+                for _ in 0..=args.len() {
+                    sig.params.push(AbiParam::new(types::I64));
+                }
+                let s = self.fb.import_signature(sig);
+                self.pa_sigs[k] = Some(s);
+                s
+            }
+        };
+        let addr = self.konst(wrapper as u64);
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(self.ctx);
+        all.extend_from_slice(args);
+        self.fb.ins().call_indirect(sig, addr, &all);
+        let flags = MemFlagsData::trusted();
+        let v = self.fb.ins().load(types::I64, flags, self.ctx, CTX_RET_VALUE);
+        let st = self.fb.ins().load(types::I64, flags, self.ctx, CTX_RET_STATUS);
+        (v, st)
+    }
+
+    /// The page map for a tree-shaped inline access (`inline_access` whose slow path never
+    /// rejoins): user mode, in an instruction running normally. After a code write
+    /// (`CwMid`/`CwLast`) accesses rejoin, on what is already a cold path.
+    fn tree_map(&self, mode: Mode) -> Option<usize> {
+        self.direct.map(|d| d.page_map).filter(|&m| m != 0 && mode == Mode::Normal)
+    }
+
+    /// The end of a tree-shaped slow path of op `i` (mode `Normal`): a fault leaves at
+    /// the instruction, a panic through the shared exit; a completed access (with or
+    /// without a code write) puts its value in `dst`, runs the rest of the instruction
+    /// here and leaves before the next one, as after a code write. The hot path thus has
+    /// no join after an access, so no register moves on it for the cold path's sake.
+    fn finish_slow(
+        &mut self,
+        status: Value,
+        value: Value,
+        dst: Option<Slot>,
+        i: usize,
+        st: &SlotState,
+    ) {
+        let is_fault = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::FAULT as i64);
+        let fault_blk = self.fb.create_block();
+        let other = self.fb.create_block();
+        self.fb.ins().brif(is_fault, fault_blk, &[], other, &[]);
+        self.fb.seal_block(fault_blk);
+        self.fb.seal_block(other);
+        self.fb.set_cold_block(fault_blk);
+        self.fb.set_cold_block(other);
+        self.fb.switch_to_block(fault_blk);
+        let mut s2 = *st;
+        self.on_fault(i, Mode::Normal, None, &mut s2);
+        self.fb.switch_to_block(other);
+        let is_panic = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::PANIC as i64);
+        let done = self.fb.create_block();
+        let panic_blk = self.panic_exit();
+        self.fb.ins().brif(is_panic, panic_blk, &[], done, &[]);
+        self.fb.seal_block(done);
+        self.fb.set_cold_block(done);
+        self.fb.switch_to_block(done);
+        let mut s2 = *st;
+        if let Some(d) = dst {
+            self.write(&mut s2, d, value);
+        }
+        self.on_code_written(i, Mode::Normal, &mut s2);
+    }
+
+    /// The shared exit for shims that caught a panic.
+    fn panic_exit(&mut self) -> ir::Block {
+        match self.panic_block {
+            Some(p) => p,
+            None => {
+                let p = self.fb.create_block();
+                self.fb.set_cold_block(p);
+                self.panic_block = Some(p);
+                p
+            }
+        }
     }
 
     /// Branch on a shim status: non-zero goes to a cold path that handles a code write
@@ -483,15 +611,7 @@ impl Lower<'_, '_> {
         }
         let is_fault = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::FAULT as i64);
         let fault_blk = self.fb.create_block();
-        let panic_blk = match self.panic_block {
-            Some(p) => p,
-            None => {
-                let p = self.fb.create_block();
-                self.fb.set_cold_block(p);
-                self.panic_block = Some(p);
-                p
-            }
-        };
+        let panic_blk = self.panic_exit();
         self.fb.ins().brif(is_fault, fault_blk, &[], panic_blk, &[]);
         self.fb.seal_block(fault_blk);
         self.fb.set_cold_block(fault_blk);
@@ -516,15 +636,27 @@ impl Lower<'_, '_> {
             Op::Load { w, dst, addr } => {
                 let a = self.read(st, addr);
                 let st0 = *st;
+                if let Some(map) = self.tree_map(mode) {
+                    let v = self.inline_access(map, w, a, None, move |l: &mut Self| {
+                        let wv = l.konst(w as u64);
+                        let (v, s) = l.call_mem_slow(RtFn::Load, &[a, wv]);
+                        l.finish_slow(s, v, Some(dst), i, &st0);
+                        None
+                    });
+                    self.write(st, dst, v);
+                    return;
+                }
                 let slow = move |l: &mut Self| {
                     let wv = l.konst(w as u64);
-                    let (v, s) = l.call_rt(RtFn::Load, &[a, wv]);
+                    let (v, s) = l.call_mem_slow(RtFn::Load, &[a, wv]);
                     l.check_status(s, v, Some(dst), i, mode, &st0, false);
                     v
                 };
                 let v = match self.direct {
-                    Some(d) if d.page_map != 0 => self.inline_access(d.page_map, w, a, None, slow),
-                    Some(d) => self.direct_access(d.load[w as usize], &[a], slow),
+                    Some(d) if d.page_map != 0 => {
+                        self.inline_access(d.page_map, w, a, None, |l| Some(slow(l)))
+                    }
+                    Some(d) => self.direct_access(d.load[w as usize], &[a], |l| Some(slow(l))),
                     None => slow(self),
                 };
                 self.write(st, dst, v);
@@ -532,17 +664,26 @@ impl Lower<'_, '_> {
             Op::Store { w, addr, val } => {
                 let (a, v) = (self.read(st, addr), self.read(st, val));
                 let st0 = *st;
+                if let Some(map) = self.tree_map(mode) {
+                    self.inline_access(map, w, a, Some(v), move |l: &mut Self| {
+                        let wv = l.konst(w as u64);
+                        let (r, s) = l.call_mem_slow(RtFn::Store, &[a, wv, v]);
+                        l.finish_slow(s, r, None, i, &st0);
+                        None
+                    });
+                    return;
+                }
                 let slow = move |l: &mut Self| {
                     let wv = l.konst(w as u64);
-                    let (r, s) = l.call_rt(RtFn::Store, &[a, wv, v]);
+                    let (r, s) = l.call_mem_slow(RtFn::Store, &[a, wv, v]);
                     l.check_status(s, r, None, i, mode, &st0, true);
                     r
                 };
                 match self.direct {
                     Some(d) if d.page_map != 0 => {
-                        self.inline_access(d.page_map, w, a, Some(v), slow)
+                        self.inline_access(d.page_map, w, a, Some(v), |l| Some(slow(l)))
                     }
-                    Some(d) => self.direct_access(d.store[w as usize], &[a, v], slow),
+                    Some(d) => self.direct_access(d.store[w as usize], &[a, v], |l| Some(slow(l))),
                     None => slow(self),
                 };
             }
@@ -801,21 +942,22 @@ impl Lower<'_, '_> {
     }
 
     /// A load (`val` None) or store of `w` at guest address `a`, done inline when the page
-    /// map says it cannot fault: the page's byte allows it and the access does not cross
-    /// into the next page. Otherwise `slow` (the shim) does it, with its exact fault and
-    /// code-write handling. Returns the loaded value (stores: the stored one).
+    /// map says it cannot fault: the bytes of its first and last page allow it. Otherwise
+    /// `slow` (the shim) does it, with its exact fault and code-write handling. A `slow`
+    /// that returns a value rejoins the fast path; one that returns `None` has left the
+    /// function on every path, and the fast path goes on with no join (a tree, so the
+    /// register allocator puts no moves on it for the cold path's sake). Returns the
+    /// loaded value (stores: the stored one).
     fn inline_access(
         &mut self,
         map: usize,
         w: Width,
         a: Value,
         val: Option<Value>,
-        slow: impl FnOnce(&mut Self) -> Value,
+        slow: impl FnOnce(&mut Self) -> Option<Value>,
     ) -> Value {
         use crate::mem::page_map;
-        // Two predictable branches: inside the table, allowed by the page's byte (for a
-        // wider access: with the next page allowing it too; else the cold check of the
-        // page alone and of not crossing into the next one).
+        // Two predictable branches: inside the table; allowed by the page bytes.
         let fast = self.fb.create_block();
         let cold = self.fb.create_block();
         let join = self.fb.create_block();
@@ -833,29 +975,23 @@ impl Lower<'_, '_> {
         let base = self.konst(map as u64);
         let at = self.fb.ins().iadd(base, page);
         let flags = self.fb.ins().uload8(types::I32, MemFlagsData::trusted(), at, 0);
-        let (need, need_next) = match val {
-            Some(_) => (page_map::WRITE, page_map::WRITE_NEXT),
-            None => (page_map::READ, page_map::READ_NEXT),
+        let need = match val {
+            Some(_) => page_map::WRITE,
+            None => page_map::READ,
         };
         let size = w.bytes() as u64;
         if size > 1 {
-            // Usually the next page allows it too, so crossing into it cannot fault.
-            let both = self.fb.ins().band_imm_u(flags, need_next as i64);
-            let last_page = self.fb.create_block();
-            self.fb.ins().brif(both, fast, &[], last_page, &[]);
-            self.fb.seal_block(last_page);
-            self.fb.set_cold_block(last_page);
-            self.fb.switch_to_block(last_page);
-            let allowed = self.fb.ins().band_imm_u(flags, need as i64);
-            let in_page = self.fb.create_block();
-            self.fb.ins().brif(allowed, in_page, &[], cold, &[]);
-            self.fb.seal_block(in_page);
-            self.fb.set_cold_block(in_page);
-            self.fb.switch_to_block(in_page);
-            let off = self.fb.ins().band_imm_u(a, 0xfff);
-            let crosses =
-                self.fb.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, off, 4096 - size as i64);
-            self.fb.ins().brif(crosses, cold, &[], fast, &[]);
+            // The byte of the access's last page too (the same byte unless it crosses
+            // into the next page): one branch, and nothing slow about the last page of a
+            // mapping (the top of the stack). `page < PAGES`, so the last page is at most
+            // `PAGES`, a byte the table has and never sets.
+            let end = self.fb.ins().iadd_imm_s(a, size as i64 - 1);
+            let last = self.fb.ins().ushr_imm_u(end, 12);
+            let at2 = self.fb.ins().iadd(base, last);
+            let flags2 = self.fb.ins().uload8(types::I32, MemFlagsData::trusted(), at2, 0);
+            let both = self.fb.ins().band(flags, flags2);
+            let allowed = self.fb.ins().band_imm_u(both, need as i64);
+            self.fb.ins().brif(allowed, fast, &[], cold, &[]);
         } else {
             let allowed = self.fb.ins().band_imm_u(flags, need as i64);
             self.fb.ins().brif(allowed, fast, &[], cold, &[]);
@@ -863,6 +999,13 @@ impl Lower<'_, '_> {
         self.fb.seal_block(fast);
         self.fb.seal_block(cold);
         self.fb.set_cold_block(cold);
+        // The cold path first: a slow path that returns no value has left the function on
+        // every path (a tree), and the fast path simply goes on, with no join.
+        self.fb.switch_to_block(cold);
+        let slow_value = slow(self);
+        if let Some(v2) = slow_value {
+            self.fb.ins().jump(join, &[v2.into()]);
+        }
         self.fb.switch_to_block(fast);
         let ty = arith::ty(w);
         // Guest memory: plain flags (it may alias anything but the CPU state, and it
@@ -883,10 +1026,10 @@ impl Lower<'_, '_> {
                 v
             }
         };
+        if slow_value.is_none() {
+            return v;
+        }
         self.fb.ins().jump(join, &[v.into()]);
-        self.fb.switch_to_block(cold);
-        let v2 = slow(self);
-        self.fb.ins().jump(join, &[v2.into()]);
         self.fb.seal_block(join);
         self.fb.switch_to_block(join);
         joined
@@ -899,7 +1042,7 @@ impl Lower<'_, '_> {
         &mut self,
         raw: usize,
         args: &[Value],
-        slow: impl FnOnce(&mut Self) -> Value,
+        slow: impl FnOnce(&mut Self) -> Option<Value>,
     ) -> Value {
         let (v, s) = self.call_raw(raw, args);
         let join = self.fb.create_block();
@@ -909,8 +1052,9 @@ impl Lower<'_, '_> {
         self.fb.seal_block(cold);
         self.fb.set_cold_block(cold);
         self.fb.switch_to_block(cold);
-        let v2 = slow(self);
-        self.fb.ins().jump(join, &[v2.into()]);
+        if let Some(v2) = slow(self) {
+            self.fb.ins().jump(join, &[v2.into()]);
+        }
         self.fb.seal_block(join);
         self.fb.switch_to_block(join);
         joined

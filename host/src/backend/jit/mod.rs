@@ -31,10 +31,13 @@ pub use entry::CompiledTb;
 use crate::ir::Block;
 use crate::mem::DirectAccessors;
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::ir::{types, AbiParam, Function, InstBuilder, Signature, UserFuncName};
+use cranelift_codegen::ir::{
+    types, AbiParam, AtomicRmwOp, Function, InstBuilder, Signature, UserFuncName,
+};
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -94,6 +97,16 @@ impl Default for JitOptions {
     fn default() -> Self {
         JitOptions { region_size: DEFAULT_REGION_SIZE, cache_limit: DEFAULT_CACHE_LIMIT }
     }
+}
+
+/// Guest loads and stores compiled code did through the slow path (a shim) because the
+/// page map did not show them safe: faults, writes to pages holding code, accesses
+/// crossing into a page that does not allow them.
+static SLOW_ACCESSES: AtomicU64 = AtomicU64::new(0);
+
+/// The number of slow-path guest accesses compiled code made so far (process-wide).
+pub fn slow_accesses() -> u64 {
+    SLOW_ACCESSES.load(Ordering::Relaxed)
 }
 
 /// A block compiler and the code memory it fills.
@@ -170,6 +183,9 @@ impl Jit {
         self.region = region;
         let tramp = self.compile_trampoline()?;
         self.gen.set_trampoline(tramp);
+        let load = self.compile_preserve_all(rt::RtFn::Load)?;
+        let store = self.compile_preserve_all(rt::RtFn::Store)?;
+        self.gen.set_preserve_all(load, store);
         Ok(())
     }
 
@@ -308,6 +324,47 @@ impl Jit {
         Ok(self.place(&bytes, 0)?.as_ptr() as usize)
     }
 
+    /// A `preserve_all` function `fn(ctx, args...)` that calls the shim `f` and leaves its
+    /// value and status in `JitCtx::ret_value` / `ret_status`. The cold path of an inline
+    /// guest access calls it: to the register allocator the call clobbers nothing, so the
+    /// hot path keeps guest registers in host registers instead of spilling them around
+    /// every load and store (the wrapper saves what the SystemV shim may clobber).
+    fn compile_preserve_all(&mut self, f: rt::RtFn) -> Result<usize, JitError> {
+        let mut sig = Signature::new(CallConv::PreserveAll);
+        for _ in 0..=f.nargs() {
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        self.cg.clear();
+        self.cg.func = Function::with_name_signature(UserFuncName::user(2, 0), sig);
+        {
+            let mut fb = FunctionBuilder::new(&mut self.cg.func, &mut self.fctx);
+            let blk = fb.create_block();
+            fb.append_block_params_for_function_params(blk);
+            fb.switch_to_block(blk);
+            fb.seal_block(blk);
+            let p = fb.block_params(blk).to_vec();
+            // Count the call (for `--stats`): the slow path should be rare.
+            let counter = fb.ins().iconst(types::I64, &SLOW_ACCESSES as *const AtomicU64 as i64);
+            let one = fb.ins().iconst(types::I64, 1);
+            let flags = cranelift_codegen::ir::MemFlagsData::trusted();
+            fb.ins().atomic_rmw(types::I64, flags, AtomicRmwOp::Add, counter, one);
+            let shim = fb.import_signature(f.signature(CallConv::SystemV));
+            let addr = fb.ins().iconst(types::I64, f.addr() as i64);
+            let call = fb.ins().call_indirect(shim, addr, &p);
+            let (v, st) = (fb.inst_results(call)[0], fb.inst_results(call)[1]);
+            let flags = cranelift_codegen::ir::MemFlagsData::trusted();
+            fb.ins().store(flags, v, p[0], rt::CTX_RET_VALUE);
+            fb.ins().store(flags, st, p[0], rt::CTX_RET_STATUS);
+            fb.ins().return_(&[]);
+            fb.finalize(self.isa.frontend_config());
+        }
+        let code = self.cg.compile(&*self.isa, &mut ControlPlane::default()).map_err(|e| {
+            JitError::Codegen { pc: 0, msg: format!("{} wrapper: {:?}", f.name(), e.inner) }
+        })?;
+        let bytes = code.code_buffer().to_vec();
+        Ok(self.place(&bytes, 0)?.as_ptr() as usize)
+    }
+
     /// The Cranelift IR of the last function compiled, as optimised (for traces).
     pub fn last_clif(&self) -> String {
         self.cg.func.display().to_string()
@@ -337,7 +394,16 @@ impl Jit {
         self.cg.func = Function::with_name_signature(name, lower::tb_signature());
         self.compiled = self.compiled.wrapping_add(1);
         let frontend = self.isa.frontend_config();
-        Ok(lower::build(&mut self.cg.func, &mut self.fctx, blocks, indirect, direct, frontend))
+        let preserve_all = self.gen.preserve_all();
+        Ok(lower::build(
+            &mut self.cg.func,
+            &mut self.fctx,
+            blocks,
+            indirect,
+            direct,
+            preserve_all,
+            frontend,
+        ))
     }
 }
 

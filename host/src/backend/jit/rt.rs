@@ -62,6 +62,11 @@ pub(crate) struct JitCtx<'a> {
     pub fault: Option<Fault>,
     /// A panic caught in a shim, re-raised once the compiled code has returned.
     pub panic: Option<Box<dyn Any + Send>>,
+    /// A preserve-all wrapper's result (`Jit`'s `compile_preserve_all`): the shim's value
+    /// and status, read back by the generated code after the call.
+    pub ret_value: u64,
+    /// See `ret_value`.
+    pub ret_status: u64,
 }
 
 /// Offsets of the `JitCtx` fields generated code uses.
@@ -69,6 +74,8 @@ pub(super) const CTX_BUDGET: i32 = std::mem::offset_of!(JitCtx<'static>, budget)
 pub(super) const CTX_IND_TABLE: i32 = std::mem::offset_of!(JitCtx<'static>, ind_table) as i32;
 pub(super) const CTX_LAST_EXIT: i32 = std::mem::offset_of!(JitCtx<'static>, last_exit) as i32;
 pub(super) const CTX_FAULT_SITE: i32 = std::mem::offset_of!(JitCtx<'static>, fault_site) as i32;
+pub(super) const CTX_RET_VALUE: i32 = std::mem::offset_of!(JitCtx<'static>, ret_value) as i32;
+pub(super) const CTX_RET_STATUS: i32 = std::mem::offset_of!(JitCtx<'static>, ret_status) as i32;
 
 /// A shim's result: rax = value, rdx = status.
 #[repr(C)]

@@ -54,3 +54,30 @@ pub fn open(t: &mut Thread, dirfd: i32, path: u64, flags: u64, mode: u64, nr: u6
         passthrough(t, nr, &[dirfd as u64, path, flags, mode, 0, 0])
     }
 }
+
+/// `close`, `dup2`, `dup3` and `close_range` keep blockscope's private log fd
+/// (`sys::log_fd`) out of the guest's reach, as if it were not open: closing it is
+/// `EBADF`, duplicating onto it is `EBADF`, and a range that covers it is closed around it.
+pub fn fd_guard(t: &mut Thread, nr: u64, a: &[u64; 6]) -> i64 {
+    let Some(log) = sys::log_fd().map(|fd| fd as u64) else { return passthrough(t, nr, a) };
+    let ebadf = -(libc::EBADF as i64);
+    match nr as i64 {
+        libc::SYS_close if a[0] as u32 as u64 == log => ebadf,
+        libc::SYS_dup2 | libc::SYS_dup3 if a[1] as u32 as u64 == log => ebadf,
+        libc::SYS_close_range => {
+            let (lo, hi) = (a[0] as u32 as u64, a[1] as u32 as u64);
+            if lo > log || hi < log {
+                return passthrough(t, nr, a);
+            }
+            let mut r = 0;
+            if lo < log {
+                r = passthrough(t, nr, &[lo, log - 1, a[2], 0, 0, 0]);
+            }
+            if r == 0 && hi > log {
+                r = passthrough(t, nr, &[log + 1, hi, a[2], 0, 0, 0]);
+            }
+            r
+        }
+        _ => passthrough(t, nr, a),
+    }
+}
