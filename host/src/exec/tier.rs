@@ -18,10 +18,12 @@
 //!   new code generation and the engine flushes every TB; old code is freed once no vCPU
 //!   and no block holds it (see `backend::jit::chain`).
 //! - Hot regions: when a compiled run comes back because it used up its chain budget, it
-//!   was looping. The block it stopped at becomes the head of a region: the translated
+//!   was looping. Unless it ran out on a back edge inside one function (that loop is one
+//!   function already), the block it stopped at becomes the head of a region: the translated
 //!   blocks reachable from it that lead back to it (at most `MAX_REGION_BLOCKS`), following
 //!   direct exits and the hot targets an indirect jump took while its block was
-//!   interpreted (`IndirectProfile`), compiled as one function (`Jit::compile_region_with`)
+//!   interpreted or when its compiled code missed the indirect table (`IndirectProfile`),
+//!   compiled as one function (`Jit::compile_region_with`)
 //!   and installed as the head's code; exits linked to the head's own code are unlinked
 //!   so they relink to the region. Every member keeps the region in its `dependents`, so
 //!   invalidating any member kills the region and the head falls back to its own code.
@@ -48,7 +50,7 @@ const MAX_REGION_BLOCKS: usize = 16;
 const IND_TARGETS: usize = 16;
 
 /// The targets an indirect jump (`Term::Indirect`) was seen to take while its block was
-/// interpreted, with how often: hot ones become region edges (`find_region`). Lock-free
+/// interpreted, or when its compiled code left through it, with how often: hot ones become region edges (`find_region`). Lock-free
 /// (vCPUs share TBs); once full, new targets are not recorded. Pc 0 marks a free entry.
 #[derive(Default)]
 pub struct IndirectProfile {
@@ -103,8 +105,9 @@ pub struct TbJit {
     region_state: AtomicU8,
     /// Regions this TB belongs to: (their head, their code), killed with this TB.
     dependents: Mutex<Vec<(Weak<Tb>, Arc<CompiledTb>)>>,
-    /// Where the block's indirect terminator went while it was interpreted.
-    pub indirect: IndirectProfile,
+    /// Where the block's indirect terminator went while it was interpreted (allocated on
+    /// the first record: most blocks end otherwise, and a TB should fit few cache lines).
+    pub indirect: OnceLock<Box<IndirectProfile>>,
 }
 
 impl TbJit {
@@ -275,7 +278,7 @@ pub(super) fn run_tb(
         }
         let exit = interp::run_block(&tb.block, cpu, mem);
         if let (BlockExit::Indirect { pc, .. }, Term::Indirect { .. }) = (exit, tb.block.term) {
-            tb.jit.indirect.record(pc);
+            tb.jit.indirect.get_or_init(Box::default).record(pc);
         }
         return exit;
     };
@@ -293,19 +296,33 @@ pub(super) fn run_tb(
     vj.pending_link = lp;
     if let BlockExit::Indirect { pc, .. } = exit {
         vj.pending_indirect = Some(pc);
+        // Profile the target in the jumping block: a target is seen here once per vCPU
+        // (then the indirect table has it), so this matters for `--tier jit`, whose
+        // blocks are never interpreted.
+        if let Some(src) = vj.chain.indirect_from().and_then(|s| engine.get(s)) {
+            if matches!(src.block.term, Term::Indirect { .. }) {
+                src.jit.indirect.get_or_init(Box::default).record(pc);
+            }
+        }
     }
     if vj.chain.budget_spent() {
-        request_region(engine, cpu.rip(), mem);
+        request_region(engine, cpu.rip(), vj.chain.budget_spent_in_loop(), mem);
     }
     exit
 }
 
 /// The code stopped at `pc` after using up its budget: build a region headed there.
-fn request_region(engine: &Arc<Engine>, pc: u64, mem: &dyn GuestMemory) {
+/// `in_loop`: it ran out on a loop edge inside one function.
+fn request_region(engine: &Arc<Engine>, pc: u64, in_loop: bool, mem: &dyn GuestMemory) {
     let Some(head) = engine.get(pc) else { return };
-    // A loop left at a member of its region (its budget ran out there) is already one
-    // function: another copy headed here would not run faster.
-    if head.jit.region_state.load(Ordering::Relaxed) != NOT_QUEUED || in_live_region(&head) {
+    // A loop whose budget ran out on its own back edge is already one function: another
+    // copy headed here would not run faster. But a loop running through blocks chained
+    // one to another is not, even when its blocks belong to a region entered elsewhere
+    // (a region headed at an outer loop, say): it gets its own.
+    if head.jit.region_state.load(Ordering::Relaxed) != NOT_QUEUED
+        || head.jit.has_region.load(Ordering::Acquire)
+        || (in_loop && in_live_region(&head))
+    {
         return;
     }
     if head
@@ -340,13 +357,15 @@ fn direct_targets(b: &Block) -> impl Iterator<Item = u64> + '_ {
 
 /// The hot targets of `tb`'s indirect terminator, most frequent first: those seen at least
 /// twice and on at least 1/32 of its profiled runs.
-fn hot_indirect_targets(tb: &Tb) -> Vec<u64> {
+fn hot_indirect_targets(engine: &Engine, tb: &Tb) -> Vec<u64> {
     if !matches!(tb.block.term, Term::Indirect { .. }) {
         return Vec::new();
     }
-    let t = tb.jit.indirect.targets();
+    let Some(t) = tb.jit.indirect.get().map(|p| p.targets()) else { return Vec::new() };
     let total: u64 = t.iter().map(|&(_, h)| u64::from(h)).sum();
-    t.into_iter().filter(|&(_, h)| h >= 2 && u64::from(h) * 32 >= total).map(|(p, _)| p).collect()
+    // `--tier jit` sees each target about once (when it misses the indirect table).
+    let min = if engine.config.tier == Tier::Jit { 1 } else { 2 };
+    t.into_iter().filter(|&(_, h)| h >= min && u64::from(h) * 32 >= total).map(|(p, _)| p).collect()
 }
 
 /// The translated blocks on paths from `head` back to it (head first), found among at most
@@ -358,7 +377,7 @@ fn find_region(engine: &Engine, head: &Arc<Tb>) -> Vec<Arc<Tb>> {
     while i < nodes.len() {
         let mut out = Vec::new();
         let mut targets: Vec<u64> = direct_targets(&nodes[i].block).collect();
-        targets.extend(hot_indirect_targets(&nodes[i]));
+        targets.extend(hot_indirect_targets(engine, &nodes[i]));
         for t in targets {
             let j = match nodes.iter().position(|n| n.block.pc == t) {
                 Some(j) => j,
@@ -419,7 +438,7 @@ fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAcc
     let indirect: Vec<Vec<u64>> = members
         .iter()
         .map(|m| {
-            let mut t = hot_indirect_targets(m);
+            let mut t = hot_indirect_targets(engine, m);
             t.retain(|pc| blocks.iter().any(|b| b.pc == *pc));
             t
         })

@@ -207,6 +207,11 @@ pub struct ChainState {
     pub budget: u64,
     /// Whether the last run returned because it used up its budget (a hot loop).
     pub(super) spent: bool,
+    /// ... on a loop edge inside one function (the loop is compiled as one already).
+    pub(super) spent_in_loop: bool,
+    /// The guest pc of the block whose indirect exit the last run returned through (0 if
+    /// none).
+    pub(super) indirect_from: u64,
     /// Set once the table has entries (cleared by `clear`).
     dirty: AtomicBool,
 }
@@ -221,6 +226,8 @@ impl Default for ChainState {
             table_gen: None,
             budget: DEFAULT_BUDGET,
             spent: false,
+            spent_in_loop: false,
+            indirect_from: 0,
             dirty: AtomicBool::new(false),
         }
     }
@@ -239,6 +246,18 @@ impl ChainState {
     /// ran is looping, a good place for a hot region.
     pub fn budget_spent(&self) -> bool {
         self.spent
+    }
+
+    /// The guest pc of the block whose indirect jump the last run returned through, if it
+    /// did (the run loop profiles its targets).
+    pub fn indirect_from(&self) -> Option<u64> {
+        (self.indirect_from != 0).then_some(self.indirect_from)
+    }
+
+    /// Whether that happened on a loop edge inside one compiled function, rather than on
+    /// a chained transfer between functions.
+    pub fn budget_spent_in_loop(&self) -> bool {
+        self.spent_in_loop
     }
 
     /// Whether the table's entries (if any) belong to `gen`.

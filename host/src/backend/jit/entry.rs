@@ -101,8 +101,11 @@ impl CompiledTb {
         if !chain.table_gen_is(&self.gen) {
             chain.clear();
         }
-        let (exit, last, left) = self.enter(cpu, mem, chain.table_ptr().cast(), chain.budget);
+        let (exit, last, left, in_loop) =
+            self.enter(cpu, mem, chain.table_ptr().cast(), chain.budget);
         chain.spent = left == 0 && chain.budget != 0;
+        chain.spent_in_loop = chain.spent && in_loop.0;
+        chain.indirect_from = in_loop.1;
         let link = last.and_then(|slot| {
             // SAFETY: `last_exit` names an exit slot of the generation every reachable
             // block belongs to (contract), which `self.gen` keeps alive.
@@ -119,7 +122,7 @@ impl CompiledTb {
         mem: &mut dyn GuestMemory,
         table: *const super::chain::IndEntry,
         budget: u64,
-    ) -> (BlockExit, Option<*const ExitSlot>, u64) {
+    ) -> (BlockExit, Option<*const ExitSlot>, u64, (bool, u64)) {
         assert!(
             !self.direct || mem.direct_accessors().is_some(),
             "block compiled for direct memory run on another memory model"
@@ -136,6 +139,8 @@ impl CompiledTb {
             panic: None,
             ret_value: 0,
             ret_status: 0,
+            spent_in_loop: 0,
+            ind_src: 0,
         };
         let tramp = self.gen.trampoline();
         debug_assert_ne!(tramp, 0, "generation without a trampoline");
@@ -155,7 +160,7 @@ impl CompiledTb {
         });
         let last = (code == kind::JUMP && !ctx.last_exit.is_null()).then_some(ctx.last_exit);
         match exits::decode(code, cpu.rip(), site, ctx.fault) {
-            Decoded::Exit(e) => (e, last, ctx.budget),
+            Decoded::Exit(e) => (e, last, ctx.budget, (ctx.spent_in_loop != 0, ctx.ind_src)),
             // A PANIC exit always has a parked payload (taken above); an unknown code is a
             // lowering bug, reported the same way.
             Decoded::Panic => {

@@ -47,8 +47,8 @@ use super::chain::{ExitSlot, IND_SHIFT, IND_SIZE, SLOT_TARGET};
 use super::exits::{kind, FaultSite};
 use super::regs::{Regs, SlotState};
 use super::rt::{
-    rmw_code, status, RtFn, CTX_BUDGET, CTX_FAULT_SITE, CTX_IND_TABLE, CTX_LAST_EXIT,
-    CTX_RET_STATUS, CTX_RET_VALUE,
+    rmw_code, status, RtFn, CTX_BUDGET, CTX_FAULT_SITE, CTX_IND_SRC, CTX_IND_TABLE, CTX_LAST_EXIT,
+    CTX_RET_STATUS, CTX_RET_VALUE, CTX_SPENT_IN_LOOP,
 };
 use crate::cpu::{Fault, Width};
 use crate::ir::{Block, Op, Slot, Term};
@@ -113,6 +113,29 @@ struct Lower<'a, 'f> {
     /// in `JitCtx::budget`: a counter in memory would put a store-to-load dependency on
     /// every iteration. It is stored back to the context before every return or tail call.
     budget_var: Option<Variable>,
+    /// In a looping function, plugin-memory words used only as 64-bit scalars (inline
+    /// counters) live in variables: `(byte offset, variable)`. They are stored back before
+    /// every return, tail call and plugin callback (which may read them), and reloaded
+    /// after a callback. A counter in memory would make every iteration wait for the
+    /// previous one's store.
+    plugin_vars: Vec<(u32, Variable)>,
+    /// In a looping function, the one-entry caches of indexed plugin arrays: the entry's
+    /// index and value live in variables, so a counter bumped every iteration at the
+    /// same index (an edge-coverage map in a loop) is a register add; another index
+    /// writes the entry back and loads the new one. Flushed and reloaded as `plugin_vars`.
+    plugin_caches: Vec<PluginCache>,
+}
+
+/// A one-entry write-back cache of a plugin array (see `Lower::plugin_caches`).
+#[derive(Clone, Copy)]
+struct PluginCache {
+    off: u32,
+    w: Width,
+    mask: u32,
+    /// The cached entry's index (always valid: entry 0 is loaded at function entry).
+    idx: Variable,
+    /// Its value, masked to `w`.
+    val: Variable,
 }
 
 /// Build the body of `func` (whose signature, `tb_signature`, the caller set) for the
@@ -159,6 +182,8 @@ pub(super) fn build(
         preserve_all,
         pa_sigs: [None; 2],
         budget_var: None,
+        plugin_vars: Vec::new(),
+        plugin_caches: Vec::new(),
     };
     let pcs: Vec<u64> = blocks.iter().map(|b| b.pc).collect();
     let loops = exits_to(blocks[0], &pcs)
@@ -187,6 +212,16 @@ pub(super) fn build(
         let b0 = l.fb.ins().load(types::I64, MemFlagsData::trusted(), ctx, CTX_BUDGET);
         l.fb.def_var(bv, b0);
         l.budget_var = Some(bv);
+        let plan = plan_plugin_memory(blocks);
+        for off in plan.scalars {
+            let var = l.fb.declare_var(types::I64);
+            l.plugin_vars.push((off, var));
+        }
+        for (off, w, mask) in plan.arrays {
+            let (idx, val) = (l.fb.declare_var(types::I64), l.fb.declare_var(types::I64));
+            l.plugin_caches.push(PluginCache { off, w, mask, idx, val });
+        }
+        l.reload_plugin_vars();
         l.heads = blocks.iter().map(|b| (b.pc, l.fb.create_block())).collect();
         l.fb.ins().jump(l.heads[0].1, &[]);
         for (k, b) in blocks.iter().enumerate() {
@@ -208,6 +243,61 @@ pub(super) fn build(
     l.fb.seal_all_blocks();
     l.fb.finalize(frontend);
     l.data
+}
+
+/// How a looping function keeps plugin memory in variables (`plan_plugin_memory`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PluginPlan {
+    /// Offsets of 64-bit words accessed only as whole scalars (inline counters).
+    scalars: Vec<u32>,
+    /// Arrays `(offset, width, mask)` accessed only by index, all with that width and
+    /// mask (an edge-coverage map): each gets a one-entry write-back cache.
+    arrays: Vec<(u32, Width, u32)>,
+}
+
+/// Which plugin memory `blocks` touch in a way that variables can hold: words used only
+/// as whole 64-bit scalars, and arrays used only through an index with one width and
+/// mask, none overlapping any other access.
+fn plan_plugin_memory(blocks: &[&Block]) -> PluginPlan {
+    // Every access: (offset, width, index mask if indexed).
+    let mut acc: Vec<(u32, Width, Option<u32>)> = Vec::new();
+    for b in blocks {
+        for op in &b.ops {
+            match *op {
+                Op::PluginLoad { w, off, idx, mask, .. }
+                | Op::PluginStore { w, off, idx, mask, .. } => {
+                    acc.push((off, w, idx.map(|_| mask)));
+                }
+                _ => {}
+            }
+        }
+    }
+    acc.sort_unstable_by_key(|a| (a.0, a.1 as u8, a.2));
+    acc.dedup();
+    let range = |&(off, w, m): &(u32, Width, Option<u32>)| {
+        let n = m.map_or(1, |m| u64::from(m) + 1);
+        (u64::from(off), u64::from(off) + n * w.bytes() as u64)
+    };
+    // A kind of access qualifies when no *other* distinct access overlaps its bytes.
+    let alone = |k: usize| {
+        let (a, b) = range(&acc[k]);
+        acc.iter().enumerate().all(|(j, o)| {
+            let (c, d) = range(o);
+            j == k || d <= a || b <= c
+        })
+    };
+    let mut plan = PluginPlan::default();
+    for (k, &a) in acc.iter().enumerate() {
+        if !alone(k) {
+            continue;
+        }
+        match a {
+            (off, Width::W64, None) => plan.scalars.push(off),
+            (off, w, Some(mask)) => plan.arrays.push((off, w, mask)),
+            _ => {}
+        }
+    }
+    plan
 }
 
 /// Whether some direct exit of `b` goes to one of `pcs`.
@@ -302,6 +392,7 @@ impl Lower<'_, '_> {
 
     /// Return `code` (the budget, when held in a variable, goes back to the context).
     fn ret(&mut self, code: u64) {
+        self.flush_plugin_vars();
         if let Some(v) = self.budget_var {
             let b = self.fb.use_var(v);
             self.store_ctx(b, CTX_BUDGET);
@@ -337,6 +428,7 @@ impl Lower<'_, '_> {
         self.fb.switch_to_block(go);
         let b1 = self.fb.ins().iadd_imm_s(b, -1);
         self.fb.ins().store(flags, b1, self.ctx, CTX_BUDGET);
+        self.flush_plugin_vars();
         self.fb.ins().return_call_indirect(self.tail_sig, code, &[self.ctx, self.cpu]);
     }
 
@@ -364,6 +456,8 @@ impl Lower<'_, '_> {
         self.fb.ins().jump(head, &[]);
         self.fb.set_cold_block(spent);
         self.fb.switch_to_block(spent);
+        let one = self.konst(1);
+        self.store_ctx(one, CTX_SPENT_IN_LOOP);
         *st = head_st;
     }
 
@@ -449,6 +543,10 @@ impl Lower<'_, '_> {
         self.chain_to(code, miss);
         self.fb.seal_block(miss);
         self.fb.switch_to_block(miss);
+        // Name the block for the run loop, which profiles its targets (`--tier jit` has no
+        // interpreted runs to learn them from).
+        let src = self.konst(self.b.pc);
+        self.store_ctx(src, CTX_IND_SRC);
         self.ret(if is_ret { kind::RET } else { kind::INDIRECT });
     }
 
@@ -735,26 +833,44 @@ impl Lower<'_, '_> {
                 self.fb.switch_to_block(cont);
             }
             Op::PluginLoad { w, dst, off, idx, mask } => {
+                if let Some(var) = self.plugin_var(w, off, idx) {
+                    let v = self.fb.use_var(var);
+                    self.write(st, dst, v);
+                    return;
+                }
+                if let (Some(c), Some(s)) = (self.plugin_cache(w, off, idx, mask), idx) {
+                    let i = self.read(st, s);
+                    let i = self.fb.ins().band_imm_u(i, i64::from(mask));
+                    self.plugin_cache_select(c, i);
+                    let v = self.fb.use_var(c.val);
+                    self.write(st, dst, v);
+                    return;
+                }
                 let a = self.plugin_addr(st, w, off, idx, mask);
-                let f = MemFlagsData::trusted();
-                let v = match w {
-                    Width::W8 => self.fb.ins().uload8(types::I64, f, a, 0),
-                    Width::W16 => self.fb.ins().uload16(types::I64, f, a, 0),
-                    Width::W32 => self.fb.ins().uload32(f, a, 0),
-                    Width::W64 => self.fb.ins().load(types::I64, f, a, 0),
-                };
+                let v = self.plugin_mem_load(w, a);
                 self.write(st, dst, v);
             }
             Op::PluginStore { w, val, off, idx, mask } => {
                 let v = self.read(st, val);
+                if let Some(var) = self.plugin_var(w, off, idx) {
+                    self.fb.def_var(var, v);
+                    return;
+                }
+                if let (Some(c), Some(s)) = (self.plugin_cache(w, off, idx, mask), idx) {
+                    let i = self.read(st, s);
+                    let i = self.fb.ins().band_imm_u(i, i64::from(mask));
+                    self.plugin_cache_select(c, i);
+                    // As memory would hold it: the low `w` bytes.
+                    let v = if w == Width::W64 {
+                        v
+                    } else {
+                        self.fb.ins().band_imm_u(v, w.mask() as i64)
+                    };
+                    self.fb.def_var(c.val, v);
+                    return;
+                }
                 let a = self.plugin_addr(st, w, off, idx, mask);
-                let f = MemFlagsData::trusted();
-                match w {
-                    Width::W8 => self.fb.ins().istore8(f, v, a, 0),
-                    Width::W16 => self.fb.ins().istore16(f, v, a, 0),
-                    Width::W32 => self.fb.ins().istore32(f, v, a, 0),
-                    Width::W64 => self.fb.ins().store(f, v, a, 0),
-                };
+                self.plugin_mem_store(w, a, v);
             }
             Op::CallPlugin { call, args, nargs, cond } => {
                 // The callback reads and writes no guest state: no write-back, no reload.
@@ -779,7 +895,10 @@ impl Lower<'_, '_> {
                 let off = std::mem::offset_of!(crate::cpu::CpuState, vcpu_index) as i32;
                 let vcpu = self.fb.ins().load(types::I32, MemFlagsData::trusted(), self.cpu, off);
                 let func = self.konst(call.func as usize as u64);
+                // The callback may read or write the plugin's memory.
+                self.flush_plugin_vars();
                 self.fb.ins().call_indirect(sig, func, &[site, vcpu, a[0], a[1], a[2], a[3]]);
+                self.reload_plugin_vars();
                 if let Some(cont) = cont {
                     self.fb.ins().jump(cont, &[]);
                     self.fb.seal_block(cont);
@@ -788,6 +907,134 @@ impl Lower<'_, '_> {
             }
             _ => unreachable!("pure ops are lowered by arith::lower_pure"),
         }
+    }
+
+    /// The vCPU's plugin memory base (never changes while compiled code runs).
+    fn plugin_base(&mut self) -> Value {
+        let base_off = std::mem::offset_of!(crate::cpu::CpuState, plugin_mem_base) as i32;
+        // readonly + can_move let the egraph share one load between all plugin accesses.
+        let f = MemFlagsData::trusted().with_readonly().with_can_move();
+        self.fb.ins().load(types::I64, f, self.cpu, base_off)
+    }
+
+    /// Store the promoted plugin words (`plugin_vars`) and cached array entries
+    /// (`plugin_caches`) to plugin memory.
+    fn flush_plugin_vars(&mut self) {
+        if self.plugin_vars.is_empty() && self.plugin_caches.is_empty() {
+            return;
+        }
+        let base = self.plugin_base();
+        for k in 0..self.plugin_vars.len() {
+            let (off, var) = self.plugin_vars[k];
+            let v = self.fb.use_var(var);
+            self.fb.ins().store(MemFlagsData::trusted(), v, base, off as i32);
+        }
+        for k in 0..self.plugin_caches.len() {
+            let c = self.plugin_caches[k];
+            let i = self.fb.use_var(c.idx);
+            let v = self.fb.use_var(c.val);
+            self.plugin_elem_store(base, c, i, v);
+        }
+    }
+
+    /// Load the promoted plugin words, and entry 0 of every cached array.
+    fn reload_plugin_vars(&mut self) {
+        if self.plugin_vars.is_empty() && self.plugin_caches.is_empty() {
+            return;
+        }
+        let base = self.plugin_base();
+        for k in 0..self.plugin_vars.len() {
+            let (off, var) = self.plugin_vars[k];
+            let v = self.fb.ins().load(types::I64, MemFlagsData::trusted(), base, off as i32);
+            self.fb.def_var(var, v);
+        }
+        for k in 0..self.plugin_caches.len() {
+            let c = self.plugin_caches[k];
+            let zero = self.konst(0);
+            let v = self.plugin_elem_load(base, c, zero);
+            self.fb.def_var(c.idx, zero);
+            self.fb.def_var(c.val, v);
+        }
+    }
+
+    /// Host address of entry `i` (already masked) of the cached array `c`.
+    fn plugin_elem_addr(&mut self, base: Value, c: PluginCache, i: Value) -> Value {
+        let i = self.fb.ins().ishl_imm_u(i, c.w.bytes().trailing_zeros() as i64);
+        let a = self.fb.ins().iadd(base, i);
+        self.fb.ins().iadd_imm_s(a, i64::from(c.off))
+    }
+
+    fn plugin_elem_load(&mut self, base: Value, c: PluginCache, i: Value) -> Value {
+        let a = self.plugin_elem_addr(base, c, i);
+        self.plugin_mem_load(c.w, a)
+    }
+
+    fn plugin_elem_store(&mut self, base: Value, c: PluginCache, i: Value, v: Value) {
+        let a = self.plugin_elem_addr(base, c, i);
+        self.plugin_mem_store(c.w, a, v);
+    }
+
+    /// A zero-extended plugin-memory load of width `w` at host address `a`.
+    fn plugin_mem_load(&mut self, w: Width, a: Value) -> Value {
+        let f = MemFlagsData::trusted();
+        match w {
+            Width::W8 => self.fb.ins().uload8(types::I64, f, a, 0),
+            Width::W16 => self.fb.ins().uload16(types::I64, f, a, 0),
+            Width::W32 => self.fb.ins().uload32(f, a, 0),
+            Width::W64 => self.fb.ins().load(types::I64, f, a, 0),
+        }
+    }
+
+    /// A plugin-memory store of the low `w` bytes of `v` at host address `a`.
+    fn plugin_mem_store(&mut self, w: Width, a: Value, v: Value) {
+        let f = MemFlagsData::trusted();
+        match w {
+            Width::W8 => self.fb.ins().istore8(f, v, a, 0),
+            Width::W16 => self.fb.ins().istore16(f, v, a, 0),
+            Width::W32 => self.fb.ins().istore32(f, v, a, 0),
+            Width::W64 => self.fb.ins().store(f, v, a, 0),
+        };
+    }
+
+    /// The cache of the plugin array accessed as `(w, off, idx, mask)`, if it has one.
+    fn plugin_cache(
+        &self,
+        w: Width,
+        off: u32,
+        idx: Option<Slot>,
+        mask: u32,
+    ) -> Option<PluginCache> {
+        idx?;
+        self.plugin_caches.iter().find(|c| c.off == off && c.w == w && c.mask == mask).copied()
+    }
+
+    /// Make entry `i` (masked) the cached one of `c`: on a miss (cold), write the old
+    /// entry back and load the new one.
+    fn plugin_cache_select(&mut self, c: PluginCache, i: Value) {
+        let cur = self.fb.use_var(c.idx);
+        let hit = self.fb.ins().icmp(IntCC::Equal, i, cur);
+        let (miss, cont) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.ins().brif(hit, cont, &[], miss, &[]);
+        self.fb.seal_block(miss);
+        self.fb.set_cold_block(miss);
+        self.fb.switch_to_block(miss);
+        let base = self.plugin_base();
+        let old = self.fb.use_var(c.val);
+        self.plugin_elem_store(base, c, cur, old);
+        let v = self.plugin_elem_load(base, c, i);
+        self.fb.def_var(c.idx, i);
+        self.fb.def_var(c.val, v);
+        self.fb.ins().jump(cont, &[]);
+        self.fb.seal_block(cont);
+        self.fb.switch_to_block(cont);
+    }
+
+    /// The variable holding the plugin word at `off`, if it is promoted.
+    fn plugin_var(&self, w: Width, off: u32, idx: Option<Slot>) -> Option<Variable> {
+        if idx.is_some() || w != Width::W64 {
+            return None;
+        }
+        self.plugin_vars.iter().find(|p| p.0 == off).map(|p| p.1)
     }
 
     /// Host address of a plugin-memory access: `cpu.plugin_mem_base + off + (idx & mask) * w`.
@@ -799,11 +1046,7 @@ impl Lower<'_, '_> {
         idx: Option<Slot>,
         mask: u32,
     ) -> Value {
-        let base_off = std::mem::offset_of!(crate::cpu::CpuState, plugin_mem_base) as i32;
-        // The base never changes while compiled code runs: readonly + can_move let the
-        // egraph share one load between all plugin accesses of the block.
-        let f = MemFlagsData::trusted().with_readonly().with_can_move();
-        let base = self.fb.ins().load(types::I64, f, self.cpu, base_off);
+        let base = self.plugin_base();
         let base = self.fb.ins().iadd_imm_s(base, off as i64);
         match idx {
             None => base,
@@ -1058,5 +1301,53 @@ impl Lower<'_, '_> {
         self.fb.seal_block(join);
         self.fb.switch_to_block(join);
         joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(ops: Vec<Op>) -> Block {
+        Block {
+            pc: 0x1000,
+            end: 0x1001,
+            ops,
+            insns: Vec::new(),
+            term: Term::Jump(0x1000),
+            temps: 2,
+            fixups: Vec::new(),
+        }
+    }
+
+    fn load(w: Width, off: u32, idx: Option<Slot>, mask: u32) -> Op {
+        Op::PluginLoad { w, dst: Slot::temp(0), off, idx, mask }
+    }
+
+    fn store(w: Width, off: u32, idx: Option<Slot>, mask: u32) -> Op {
+        Op::PluginStore { w, val: Slot::temp(0), off, idx, mask }
+    }
+
+    #[test]
+    fn plugin_plan_keeps_only_unaliased_scalars_and_arrays() {
+        let i = Some(Slot::temp(1));
+        // A counter word, an edge map of 256 bytes at 0x100, a word at 0x200 also read
+        // as 32 bits (not promotable), an array at 0x300 read with two masks (no cache).
+        let a = block(vec![
+            load(Width::W64, 0, None, 0),
+            store(Width::W64, 0, None, 0),
+            load(Width::W8, 0x100, i, 0xff),
+            store(Width::W8, 0x100, i, 0xff),
+            load(Width::W64, 0x200, None, 0),
+            load(Width::W32, 0x204, None, 0),
+            load(Width::W16, 0x300, i, 0xf),
+        ]);
+        let b = block(vec![load(Width::W16, 0x300, i, 0x7), store(Width::W64, 8, None, 0)]);
+        let plan = plan_plugin_memory(&[&a, &b]);
+        assert_eq!(plan.scalars, vec![0, 8]);
+        assert_eq!(plan.arrays, vec![(0x100, Width::W8, 0xff)]);
+        // A scalar inside an array's range disqualifies both.
+        let c = block(vec![load(Width::W8, 0x100, i, 0xff), load(Width::W64, 0x108, None, 0)]);
+        assert_eq!(plan_plugin_memory(&[&c]), PluginPlan::default());
     }
 }

@@ -67,6 +67,11 @@ pub(crate) struct JitCtx<'a> {
     pub ret_value: u64,
     /// See `ret_value`.
     pub ret_status: u64,
+    /// Set when the budget ran out on a loop edge inside a function (a hot region or a
+    /// looping block): the loop is already one function.
+    pub spent_in_loop: u64,
+    /// Set by an indirect exit that returns to the run loop: the guest pc of its block.
+    pub ind_src: u64,
 }
 
 /// Offsets of the `JitCtx` fields generated code uses.
@@ -76,6 +81,9 @@ pub(super) const CTX_LAST_EXIT: i32 = std::mem::offset_of!(JitCtx<'static>, last
 pub(super) const CTX_FAULT_SITE: i32 = std::mem::offset_of!(JitCtx<'static>, fault_site) as i32;
 pub(super) const CTX_RET_VALUE: i32 = std::mem::offset_of!(JitCtx<'static>, ret_value) as i32;
 pub(super) const CTX_RET_STATUS: i32 = std::mem::offset_of!(JitCtx<'static>, ret_status) as i32;
+pub(super) const CTX_IND_SRC: i32 = std::mem::offset_of!(JitCtx<'static>, ind_src) as i32;
+pub(super) const CTX_SPENT_IN_LOOP: i32 =
+    std::mem::offset_of!(JitCtx<'static>, spent_in_loop) as i32;
 
 /// A shim's result: rax = value, rdx = status.
 #[repr(C)]
