@@ -33,6 +33,28 @@ static __attribute__((noinline)) uint64_t work(volatile char *p, long off, volat
     return s;
 }
 
+/* A hot loop over an array on the stack (compiled code caches the page such a site last
+ * found allowed): 8-byte loads and 1-byte stores wander over its pages and across page
+ * boundaries; on the last round the load goes to `far` bytes from the array (a page
+ * that is not mapped), which must fault as natively. */
+static __attribute__((noinline)) uint64_t stack_walk(volatile char *target, int n) {
+    volatile char buf[3 * 4096 + 64];
+    for (long i = 0; i < (long)sizeof buf; i++)
+        buf[i] = (char)(i * 13 + 5);
+    long far = target ? (long)((uintptr_t)target - (uintptr_t)buf) : 0;
+    uint64_t s = 0;
+    for (int i = 0; i < n; i++) {
+        long at = (long)((i * 8L + 3) % (long)(sizeof buf - 8));
+        if (target && i == n - 1)
+            at = far;
+        uint64_t v;
+        memcpy(&v, (const char *)buf + at, 8);
+        s = s * 31 + v;
+        buf[(i * 5L) % (long)sizeof buf] = (char)s;
+    }
+    return s;
+}
+
 static void attempt(const char *what, volatile char *p, long off, volatile uint64_t *q) {
     int r = sigsetjmp(env, 1);
     if (r == 0) {
@@ -75,6 +97,12 @@ int main(void) {
     /* Page 1 back, readable: crossing is fine again. */
     mprotect(m + ps, ps, PROT_READ);
     attempt("crossing into readable", m, ps - 4, 0);
+    /* Stack arrays: hot, then a last load from the unmapped page 3. */
+    printf("stack %llx\n", (unsigned long long)stack_walk(0, 300000));
+    if (sigsetjmp(env, 1) == 0)
+        printf("stack far: ok %llx\n", (unsigned long long)stack_walk(m + 3 * ps + 40, 300000));
+    else
+        printf("stack far: SIGSEGV\n");
     printf("done %llx\n", (unsigned long long)*slot);
     return 0;
 }

@@ -124,6 +124,10 @@ struct Lower<'a, 'f> {
     /// same index (an edge-coverage map in a loop) is a register add; another index
     /// writes the entry back and loads the new one. Flushed and reloaded as `plugin_vars`.
     plugin_caches: Vec<PluginCache>,
+    /// In a looping function (user mode), per load/store site `(block, op index)`: the
+    /// base of the page the site last found allowed, so staying on that page costs one
+    /// compare (`inline_access`). Starts at a value no guest address is within a page of.
+    site_caches: HashMap<(usize, usize), Variable>,
 }
 
 /// A one-entry write-back cache of a plugin array (see `Lower::plugin_caches`).
@@ -184,6 +188,7 @@ pub(super) fn build(
         budget_var: None,
         plugin_vars: Vec::new(),
         plugin_caches: Vec::new(),
+        site_caches: HashMap::new(),
     };
     let pcs: Vec<u64> = blocks.iter().map(|b| b.pc).collect();
     let loops = exits_to(blocks[0], &pcs)
@@ -222,6 +227,16 @@ pub(super) fn build(
             l.plugin_caches.push(PluginCache { off, w, mask, idx, val });
         }
         l.reload_plugin_vars();
+        if direct.is_some_and(|d| d.page_map != 0) {
+            let none = l.konst(NO_PAGE);
+            for (k, b) in blocks.iter().enumerate() {
+                for i in stack_sites(b) {
+                    let var = l.fb.declare_var(types::I64);
+                    l.fb.def_var(var, none);
+                    l.site_caches.insert((k, i), var);
+                }
+            }
+        }
         l.heads = blocks.iter().map(|b| (b.pc, l.fb.create_block())).collect();
         l.fb.ins().jump(l.heads[0].1, &[]);
         for (k, b) in blocks.iter().enumerate() {
@@ -243,6 +258,54 @@ pub(super) fn build(
     l.fb.seal_all_blocks();
     l.fb.finalize(frontend);
     l.data
+}
+
+/// The initial page of a site cache, so the first access checks the page map: a
+/// non-canonical page (no program can use it; a guest access to it is the one that would
+/// pass the compare unchecked, and fault on the host instead of being delivered) with no
+/// special value (not near 0, -1, or a sign boundary).
+const NO_PAGE: u64 = 0x5a5a_5a5a_5a5a_5000;
+
+/// The loads and stores of `b` whose address is the guest's stack or frame pointer plus
+/// a constant or an index (pushes, pops, locals, arrays on the stack): they stay on one
+/// page for long stretches, so a
+/// site cache pays. (Sites that wander over pages, such as hash-table probes, would pay
+/// a cold check on nearly every access; they keep the plain page-map check.)
+fn stack_sites(b: &Block) -> Vec<usize> {
+    use crate::cpu::slot::{RBP, RSP};
+    let stackish = |s: Slot| s.is_guest() && (s.0 == RSP || s.0 == RBP);
+    // Temporaries holding stack-or-frame-pointer-plus-constant at the current point.
+    let mut based: Vec<Slot> = Vec::new();
+    let mut out = Vec::new();
+    for (i, op) in b.ops.iter().enumerate() {
+        let addr = match *op {
+            Op::Load { addr, .. } | Op::Store { addr, .. } => Some(addr),
+            _ => None,
+        };
+        if let Some(a) = addr {
+            if stackish(a) || based.contains(&a) {
+                out.push(i);
+            }
+        }
+        if let Some(d) = op.dst() {
+            let from_stack = match *op {
+                Op::BinImm { op: crate::ir::BinOp::Add | crate::ir::BinOp::Sub, a, .. } => {
+                    stackish(a) || based.contains(&a)
+                }
+                // An array on the stack: base plus scaled index.
+                Op::Bin { op: crate::ir::BinOp::Add, a, b, .. } => {
+                    stackish(a) || based.contains(&a) || stackish(b) || based.contains(&b)
+                }
+                Op::Mov { src, .. } => stackish(src) || based.contains(&src),
+                _ => false,
+            };
+            based.retain(|&t| t != d);
+            if from_stack && !d.is_guest() {
+                based.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// How a looping function keeps plugin memory in variables (`plan_plugin_memory`).
@@ -622,6 +685,11 @@ impl Lower<'_, '_> {
         self.direct.map(|d| d.page_map).filter(|&m| m != 0 && mode == Mode::Normal)
     }
 
+    /// The page cache of load/store op `i` of the block being lowered (looping functions).
+    fn site_cache(&self, i: usize) -> Option<Variable> {
+        self.site_caches.get(&(self.cur, i)).copied()
+    }
+
     /// The end of a tree-shaped slow path of op `i` (mode `Normal`): a fault leaves at
     /// the instruction, a panic through the shared exit; a completed access (with or
     /// without a code write) puts its value in `dst`, runs the rest of the instruction
@@ -735,7 +803,8 @@ impl Lower<'_, '_> {
                 let a = self.read(st, addr);
                 let st0 = *st;
                 if let Some(map) = self.tree_map(mode) {
-                    let v = self.inline_access(map, w, a, None, move |l: &mut Self| {
+                    let cache = self.site_cache(i);
+                    let v = self.inline_access(map, w, a, None, cache, move |l: &mut Self| {
                         let wv = l.konst(w as u64);
                         let (v, s) = l.call_mem_slow(RtFn::Load, &[a, wv]);
                         l.finish_slow(s, v, Some(dst), i, &st0);
@@ -752,7 +821,7 @@ impl Lower<'_, '_> {
                 };
                 let v = match self.direct {
                     Some(d) if d.page_map != 0 => {
-                        self.inline_access(d.page_map, w, a, None, |l| Some(slow(l)))
+                        self.inline_access(d.page_map, w, a, None, None, |l| Some(slow(l)))
                     }
                     Some(d) => self.direct_access(d.load[w as usize], &[a], |l| Some(slow(l))),
                     None => slow(self),
@@ -763,7 +832,8 @@ impl Lower<'_, '_> {
                 let (a, v) = (self.read(st, addr), self.read(st, val));
                 let st0 = *st;
                 if let Some(map) = self.tree_map(mode) {
-                    self.inline_access(map, w, a, Some(v), move |l: &mut Self| {
+                    let cache = self.site_cache(i);
+                    self.inline_access(map, w, a, Some(v), cache, move |l: &mut Self| {
                         let wv = l.konst(w as u64);
                         let (r, s) = l.call_mem_slow(RtFn::Store, &[a, wv, v]);
                         l.finish_slow(s, r, None, i, &st0);
@@ -779,7 +849,7 @@ impl Lower<'_, '_> {
                 };
                 match self.direct {
                     Some(d) if d.page_map != 0 => {
-                        self.inline_access(d.page_map, w, a, Some(v), |l| Some(slow(l)))
+                        self.inline_access(d.page_map, w, a, Some(v), None, |l| Some(slow(l)))
                     }
                     Some(d) => self.direct_access(d.store[w as usize], &[a, v], |l| Some(slow(l))),
                     None => slow(self),
@@ -1197,14 +1267,36 @@ impl Lower<'_, '_> {
         w: Width,
         a: Value,
         val: Option<Value>,
+        cache: Option<Variable>,
         slow: impl FnOnce(&mut Self) -> Option<Value>,
     ) -> Value {
         use crate::mem::page_map;
-        // Two predictable branches: inside the table; allowed by the page bytes.
+        let size = w.bytes() as u64;
         let fast = self.fb.create_block();
         let cold = self.fb.create_block();
         let join = self.fb.create_block();
         let joined = self.fb.append_block_param(join, types::I64);
+        // With a site cache (in loops): one compare against the page this site last found
+        // allowed; the page map only when it moved to another page (cold).
+        let ok_to = match cache {
+            Some(var) => {
+                let vb = self.fb.use_var(var);
+                let d = self.fb.ins().isub(a, vb);
+                let hit =
+                    self.fb.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, d, 4096 - size as i64);
+                let (check, ok) = (self.fb.create_block(), self.fb.create_block());
+                self.fb.ins().brif(hit, fast, &[], check, &[]);
+                self.fb.seal_block(check);
+                self.fb.set_cold_block(check);
+                self.fb.set_cold_block(ok);
+                self.fb.switch_to_block(check);
+                Some((var, ok))
+            }
+            None => None,
+        };
+        // Where the page-map check goes when the access is allowed.
+        let allowed_to = ok_to.map_or(fast, |(_, ok)| ok);
+        // Two predictable branches: inside the table; allowed by the page bytes.
         let page = self.fb.ins().ushr_imm_u(a, 12);
         let outside = self.fb.ins().icmp_imm_u(
             IntCC::UnsignedGreaterThanOrEqual,
@@ -1214,6 +1306,9 @@ impl Lower<'_, '_> {
         let in_table = self.fb.create_block();
         self.fb.ins().brif(outside, cold, &[], in_table, &[]);
         self.fb.seal_block(in_table);
+        if ok_to.is_some() {
+            self.fb.set_cold_block(in_table);
+        }
         self.fb.switch_to_block(in_table);
         let base = self.konst(map as u64);
         let at = self.fb.ins().iadd(base, page);
@@ -1222,7 +1317,6 @@ impl Lower<'_, '_> {
             Some(_) => page_map::WRITE,
             None => page_map::READ,
         };
-        let size = w.bytes() as u64;
         if size > 1 {
             // The byte of the access's last page too (the same byte unless it crosses
             // into the next page): one branch, and nothing slow about the last page of a
@@ -1234,10 +1328,19 @@ impl Lower<'_, '_> {
             let flags2 = self.fb.ins().uload8(types::I32, MemFlagsData::trusted(), at2, 0);
             let both = self.fb.ins().band(flags, flags2);
             let allowed = self.fb.ins().band_imm_u(both, need as i64);
-            self.fb.ins().brif(allowed, fast, &[], cold, &[]);
+            self.fb.ins().brif(allowed, allowed_to, &[], cold, &[]);
         } else {
             let allowed = self.fb.ins().band_imm_u(flags, need as i64);
-            self.fb.ins().brif(allowed, fast, &[], cold, &[]);
+            self.fb.ins().brif(allowed, allowed_to, &[], cold, &[]);
+        }
+        if let Some((var, ok)) = ok_to {
+            // Remember the page (an access that crosses into the next one is checked
+            // again each time, as it never passes the one compare).
+            self.fb.seal_block(ok);
+            self.fb.switch_to_block(ok);
+            let pb = self.fb.ins().band_imm_u(a, !0xfffi64);
+            self.fb.def_var(var, pb);
+            self.fb.ins().jump(fast, &[]);
         }
         self.fb.seal_block(fast);
         self.fb.seal_block(cold);
