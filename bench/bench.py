@@ -190,7 +190,10 @@ def plugin_rows(bs, wl, reps):
     plugins = ["count", "coverage", "profile", "memtrace"]
     cols = ["workload", "bs-jit"] + plugins
     wall_rows, cpu_rows = [], []
-    tmp = tempfile.mkdtemp()
+    # Outputs go to a directory removed at the end; the memtrace trace of a full-size
+    # run is gigabytes, so it is deleted after every run (runs used to fill the disk).
+    tmpdir = tempfile.TemporaryDirectory(prefix="bs-bench-")
+    tmp = tmpdir.name
     specs = {
         "count": "count,out=%s/count.txt" % tmp,
         "coverage": "coverage",
@@ -204,6 +207,9 @@ def plugin_rows(bs, wl, reps):
             for k in [None] + plugins:
                 extra = [] if k is None else ["--plugin", specs[k]]
                 wall, cpu, ok = run_cpu([bs, "run", "--tier", "jit"] + extra + ["--"] + cmd)
+                trace = os.path.join(tmp, "memtrace.bin")
+                if os.path.exists(trace):
+                    os.remove(trace)
                 if not ok:
                     failed.add(k)
                 runs[k][0].append(wall)
@@ -214,6 +220,7 @@ def plugin_rows(bs, wl, reps):
             row = [name, fmt_t(base)]
             row += ["fail" if p in failed else fmt_r(med[p][i], base) for p in plugins]
             rows.append(row)
+    tmpdir.cleanup()
     for title, rows in (("wall time", wall_rows), ("CPU time", cpu_rows)):
         print()
         print("plugin overhead (%s, x uninstrumented blockscope --tier jit)" % title)
