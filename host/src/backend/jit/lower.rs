@@ -709,14 +709,8 @@ impl Lower<'_, '_> {
         st: &SlotState,
     ) {
         let is_fault = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::FAULT as i64);
-        let fault_blk = self.fb.create_block();
-        let other = self.fb.create_block();
-        self.fb.ins().brif(is_fault, fault_blk, &[], other, &[]);
-        self.fb.seal_block(fault_blk);
-        self.fb.seal_block(other);
-        self.fb.set_cold_block(fault_blk);
+        let other = self.branch_cold(is_fault);
         self.fb.set_cold_block(other);
-        self.fb.switch_to_block(fault_blk);
         let mut s2 = *st;
         self.on_fault(i, Mode::Normal, None, &mut s2);
         self.fb.switch_to_block(other);

@@ -294,13 +294,15 @@ impl Jit {
         Ok(p)
     }
 
-    /// The SystemV entry `fn(ctx, cpu, entry) -> u64` that calls a `tail` block function.
-    fn compile_trampoline(&mut self) -> Result<usize, JitError> {
-        let mut sig = Signature::new(CallConv::SystemV);
-        for _ in 0..3 {
-            sig.params.push(AbiParam::new(types::I64));
-        }
-        sig.returns.push(AbiParam::new(types::I64));
+    /// Compile a one-block helper function with signature `sig` whose body `body` builds
+    /// from the function's parameters (it must end with a return), and place it in the
+    /// current generation. `what` names it in errors.
+    fn compile_stub(
+        &mut self,
+        what: &str,
+        sig: Signature,
+        body: impl FnOnce(&mut FunctionBuilder<'_>, &[cranelift_codegen::ir::Value]),
+    ) -> Result<usize, JitError> {
         self.cg.clear();
         self.cg.func = Function::with_name_signature(UserFuncName::user(1, 0), sig);
         {
@@ -310,18 +312,30 @@ impl Jit {
             fb.switch_to_block(blk);
             fb.seal_block(blk);
             let p = fb.block_params(blk).to_vec();
-            let tail = fb.import_signature(lower::tb_signature());
-            let call = fb.ins().call_indirect(tail, p[2], &[p[0], p[1]]);
-            let r = fb.inst_results(call)[0];
-            fb.ins().return_(&[r]);
+            body(&mut fb, &p);
             fb.finalize(self.isa.frontend_config());
         }
         let code = self
             .cg
             .compile(&*self.isa, &mut ControlPlane::default())
-            .map_err(|e| JitError::Codegen { pc: 0, msg: format!("trampoline: {:?}", e.inner) })?;
+            .map_err(|e| JitError::Codegen { pc: 0, msg: format!("{what}: {:?}", e.inner) })?;
         let bytes = code.code_buffer().to_vec();
         Ok(self.place(&bytes, 0)?.as_ptr() as usize)
+    }
+
+    /// The SystemV entry `fn(ctx, cpu, entry) -> u64` that calls a `tail` block function.
+    fn compile_trampoline(&mut self) -> Result<usize, JitError> {
+        let mut sig = Signature::new(CallConv::SystemV);
+        for _ in 0..3 {
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        sig.returns.push(AbiParam::new(types::I64));
+        self.compile_stub("trampoline", sig, |fb, p| {
+            let tail = fb.import_signature(lower::tb_signature());
+            let call = fb.ins().call_indirect(tail, p[2], &[p[0], p[1]]);
+            let r = fb.inst_results(call)[0];
+            fb.ins().return_(&[r]);
+        })
     }
 
     /// A `preserve_all` function `fn(ctx, args...)` that calls the shim `f` and leaves its
@@ -334,35 +348,20 @@ impl Jit {
         for _ in 0..=f.nargs() {
             sig.params.push(AbiParam::new(types::I64));
         }
-        self.cg.clear();
-        self.cg.func = Function::with_name_signature(UserFuncName::user(2, 0), sig);
-        {
-            let mut fb = FunctionBuilder::new(&mut self.cg.func, &mut self.fctx);
-            let blk = fb.create_block();
-            fb.append_block_params_for_function_params(blk);
-            fb.switch_to_block(blk);
-            fb.seal_block(blk);
-            let p = fb.block_params(blk).to_vec();
+        self.compile_stub(&format!("{} wrapper", f.name()), sig, |fb, p| {
+            let flags = cranelift_codegen::ir::MemFlagsData::trusted();
             // Count the call (for `--stats`): the slow path should be rare.
             let counter = fb.ins().iconst(types::I64, &SLOW_ACCESSES as *const AtomicU64 as i64);
             let one = fb.ins().iconst(types::I64, 1);
-            let flags = cranelift_codegen::ir::MemFlagsData::trusted();
             fb.ins().atomic_rmw(types::I64, flags, AtomicRmwOp::Add, counter, one);
             let shim = fb.import_signature(f.signature(CallConv::SystemV));
             let addr = fb.ins().iconst(types::I64, f.addr() as i64);
-            let call = fb.ins().call_indirect(shim, addr, &p);
+            let call = fb.ins().call_indirect(shim, addr, p);
             let (v, st) = (fb.inst_results(call)[0], fb.inst_results(call)[1]);
-            let flags = cranelift_codegen::ir::MemFlagsData::trusted();
             fb.ins().store(flags, v, p[0], rt::CTX_RET_VALUE);
             fb.ins().store(flags, st, p[0], rt::CTX_RET_STATUS);
             fb.ins().return_(&[]);
-            fb.finalize(self.isa.frontend_config());
-        }
-        let code = self.cg.compile(&*self.isa, &mut ControlPlane::default()).map_err(|e| {
-            JitError::Codegen { pc: 0, msg: format!("{} wrapper: {:?}", f.name(), e.inner) }
-        })?;
-        let bytes = code.code_buffer().to_vec();
-        Ok(self.place(&bytes, 0)?.as_ptr() as usize)
+        })
     }
 
     /// The Cranelift IR of the last function compiled, as optimised (for traces).
