@@ -290,7 +290,10 @@ pub(super) fn run_tb(
     if vj.pending_indirect.take() == Some(c.pc()) {
         c.remember_in(&mut vj.chain);
     }
-    engine.jit.entries.fetch_add(1, Ordering::Relaxed);
+    // Counted only for --stats, like interpreted runs (one shared atomic per entry).
+    if engine.config.stats {
+        engine.jit.entries.fetch_add(1, Ordering::Relaxed);
+    }
     vj.chain.budget = engine.config.jit_chain_budget;
     let (exit, lp) = c.run_chained(cpu, mem, &mut vj.chain);
     vj.pending_link = lp;
@@ -501,7 +504,10 @@ fn request(engine: &Arc<Engine>, tb: &Arc<Tb>, mem: &dyn GuestMemory) {
             }
         }
         Tier::Auto => {
-            let n = tb.execs.fetch_add(1, Ordering::Relaxed) + 1;
+            // A plain load and store, not a locked add (about 20 cycles per interpreted
+            // block run): racing vCPUs may lose a count, which only delays the tier-up.
+            let n = tb.execs.load(Ordering::Relaxed).saturating_add(1);
+            tb.execs.store(n, Ordering::Relaxed);
             if n >= cfg.hot_threshold
                 && tb
                     .jit

@@ -395,7 +395,8 @@ fn check_jit_ran(engines: &[(Tier, Arc<Engine>); 2], cases: usize, what: &str) {
 
 /// A fresh engine per tier.
 fn engines() -> [(Tier, Arc<Engine>); 2] {
-    [Tier::Interp, Tier::Jit].map(|tier| (tier, Engine::new(Config { tier, ..Config::default() })))
+    [Tier::Interp, Tier::Jit]
+        .map(|tier| (tier, Engine::new(Config { tier, stats: true, ..Config::default() })))
 }
 
 fn no_hook(_: &Instruction, _: &mut Rng, _: &mut Case) {}
