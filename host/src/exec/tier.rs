@@ -19,11 +19,11 @@
 //!   and no block holds it (see `backend::jit::chain`).
 //! - Hot regions: when a compiled run comes back because it used up its chain budget, it
 //!   was looping. Unless it ran out on a back edge inside one function (that loop is one
-//!   function already), the block it stopped at becomes the head of a region: the translated
-//!   blocks reachable from it that lead back to it (at most `MAX_REGION_BLOCKS`), following
-//!   direct exits and the hot targets an indirect jump took while its block was
-//!   interpreted or when its compiled code missed the indirect table (`IndirectProfile`),
-//!   compiled as one function (`Jit::compile_region_with`)
+//!   function already), the block it stopped at becomes the head of a region: the
+//!   translated blocks reachable from it that lead back to it (at most
+//!   `MAX_REGION_BLOCKS`), following direct exits and the hot targets an indirect jump
+//!   took while its block was interpreted or when its compiled code missed the indirect
+//!   table (`IndirectProfile`), compiled as one function (`Jit::compile_region_with`)
 //!   and installed as the head's code; exits linked to the head's own code are unlinked
 //!   so they relink to the region. Every member keeps the region in its `dependents`, so
 //!   invalidating any member kills the region and the head falls back to its own code.
@@ -50,8 +50,9 @@ const MAX_REGION_BLOCKS: usize = 16;
 const IND_TARGETS: usize = 16;
 
 /// The targets an indirect jump (`Term::Indirect`) was seen to take while its block was
-/// interpreted, or when its compiled code left through it, with how often: hot ones become region edges (`find_region`). Lock-free
-/// (vCPUs share TBs); once full, new targets are not recorded. Pc 0 marks a free entry.
+/// interpreted, or when its compiled code left through it, with how often: hot ones
+/// become region edges (`find_region`). Lock-free (vCPUs share TBs); once full, new
+/// targets are not recorded. Pc 0 marks a free entry.
 #[derive(Default)]
 pub struct IndirectProfile {
     pcs: [AtomicU64; IND_TARGETS],
@@ -359,7 +360,7 @@ fn direct_targets(b: &Block) -> impl Iterator<Item = u64> + '_ {
 }
 
 /// The hot targets of `tb`'s indirect terminator, most frequent first: those seen at least
-/// twice and on at least 1/32 of its profiled runs.
+/// twice (once under `--tier jit`) and on at least 1/32 of its profiled runs.
 fn hot_indirect_targets(engine: &Engine, tb: &Tb) -> Vec<u64> {
     if !matches!(tb.block.term, Term::Indirect { .. }) {
         return Vec::new();

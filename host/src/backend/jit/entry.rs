@@ -25,6 +25,16 @@ use std::sync::{Arc, Mutex};
 /// The trampoline's signature.
 type Trampoline = unsafe extern "C" fn(*mut JitCtx<'_>, *mut CpuState, *const u8) -> u64;
 
+/// What a run of compiled code left in its context besides the exit.
+struct RunEnd {
+    /// Chain budget left.
+    budget: u64,
+    /// The budget ran out on a loop edge inside one function.
+    spent_in_loop: bool,
+    /// Guest pc of the block whose indirect exit returned to the run loop (0: none).
+    ind_src: u64,
+}
+
 /// A compiled translation block.
 pub struct CompiledTb {
     entry: NonNull<u8>,
@@ -101,11 +111,10 @@ impl CompiledTb {
         if !chain.table_gen_is(&self.gen) {
             chain.clear();
         }
-        let (exit, last, left, in_loop) =
-            self.enter(cpu, mem, chain.table_ptr().cast(), chain.budget);
-        chain.spent = left == 0 && chain.budget != 0;
-        chain.spent_in_loop = chain.spent && in_loop.0;
-        chain.indirect_from = in_loop.1;
+        let (exit, last, end) = self.enter(cpu, mem, chain.table_ptr().cast(), chain.budget);
+        chain.spent = end.budget == 0 && chain.budget != 0;
+        chain.spent_in_loop = chain.spent && end.spent_in_loop;
+        chain.indirect_from = end.ind_src;
         let link = last.and_then(|slot| {
             // SAFETY: `last_exit` names an exit slot of the generation every reachable
             // block belongs to (contract), which `self.gen` keeps alive.
@@ -122,7 +131,7 @@ impl CompiledTb {
         mem: &mut dyn GuestMemory,
         table: *const super::chain::IndEntry,
         budget: u64,
-    ) -> (BlockExit, Option<*const ExitSlot>, u64, (bool, u64)) {
+    ) -> (BlockExit, Option<*const ExitSlot>, RunEnd) {
         assert!(
             !self.direct || mem.direct_accessors().is_some(),
             "block compiled for direct memory run on another memory model"
@@ -160,7 +169,14 @@ impl CompiledTb {
         });
         let last = (code == kind::JUMP && !ctx.last_exit.is_null()).then_some(ctx.last_exit);
         match exits::decode(code, cpu.rip(), site, ctx.fault) {
-            Decoded::Exit(e) => (e, last, ctx.budget, (ctx.spent_in_loop != 0, ctx.ind_src)),
+            Decoded::Exit(e) => {
+                let end = RunEnd {
+                    budget: ctx.budget,
+                    spent_in_loop: ctx.spent_in_loop != 0,
+                    ind_src: ctx.ind_src,
+                };
+                (e, last, end)
+            }
             // A PANIC exit always has a parked payload (taken above); an unknown code is a
             // lowering bug, reported the same way.
             Decoded::Panic => {

@@ -273,9 +273,9 @@ const NO_PAGE: u64 = 0x5a5a_5a5a_5a5a_5000;
 
 /// The loads and stores of `b` whose address is the guest's stack or frame pointer plus
 /// a constant or an index (pushes, pops, locals, arrays on the stack): they stay on one
-/// page for long stretches, so a
-/// site cache pays. (Sites that wander over pages, such as hash-table probes, would pay
-/// a cold check on nearly every access; they keep the plain page-map check.)
+/// page for long stretches, so a site cache pays. (Sites that wander over pages, such as
+/// hash-table probes, would pay a cold check on nearly every access; they keep the plain
+/// page-map check.)
 fn stack_sites(b: &Block) -> Vec<usize> {
     use crate::cpu::slot::{RBP, RSP};
     let stackish = |s: Slot| s.is_guest() && (s.0 == RSP || s.0 == RBP);
@@ -822,7 +822,7 @@ impl Lower<'_, '_> {
                     Some(d) if d.page_map != 0 => {
                         self.inline_access(d.page_map, w, a, None, None, |l| Some(slow(l)))
                     }
-                    Some(d) => self.direct_access(d.load[w as usize], &[a], |l| Some(slow(l))),
+                    Some(d) => self.direct_access(d.load[w as usize], &[a], slow),
                     None => slow(self),
                 };
                 self.write(st, dst, v);
@@ -850,7 +850,7 @@ impl Lower<'_, '_> {
                     Some(d) if d.page_map != 0 => {
                         self.inline_access(d.page_map, w, a, Some(v), None, |l| Some(slow(l)))
                     }
-                    Some(d) => self.direct_access(d.store[w as usize], &[a, v], |l| Some(slow(l))),
+                    Some(d) => self.direct_access(d.store[w as usize], &[a, v], slow),
                     None => slow(self),
                 };
             }
@@ -908,8 +908,7 @@ impl Lower<'_, '_> {
                     return;
                 }
                 if let (Some(c), Some(s)) = (self.plugin_cache(w, off, idx, mask), idx) {
-                    let i = self.read(st, s);
-                    let i = self.fb.ins().band_imm_u(i, i64::from(mask));
+                    let i = self.plugin_index(st, s, mask);
                     self.plugin_cache_select(c, i);
                     let v = self.fb.use_var(c.val);
                     self.write(st, dst, v);
@@ -926,8 +925,7 @@ impl Lower<'_, '_> {
                     return;
                 }
                 if let (Some(c), Some(s)) = (self.plugin_cache(w, off, idx, mask), idx) {
-                    let i = self.read(st, s);
-                    let i = self.fb.ins().band_imm_u(i, i64::from(mask));
+                    let i = self.plugin_index(st, s, mask);
                     self.plugin_cache_select(c, i);
                     // As memory would hold it: the low `w` bytes.
                     let v = if w == Width::W64 {
@@ -1026,20 +1024,14 @@ impl Lower<'_, '_> {
         }
     }
 
-    /// Host address of entry `i` (already masked) of the cached array `c`.
-    fn plugin_elem_addr(&mut self, base: Value, c: PluginCache, i: Value) -> Value {
-        let i = self.fb.ins().ishl_imm_u(i, c.w.bytes().trailing_zeros() as i64);
-        let a = self.fb.ins().iadd(base, i);
-        self.fb.ins().iadd_imm_s(a, i64::from(c.off))
-    }
-
+    /// Entry `i` (already masked) of the cached array `c`.
     fn plugin_elem_load(&mut self, base: Value, c: PluginCache, i: Value) -> Value {
-        let a = self.plugin_elem_addr(base, c, i);
+        let a = self.plugin_addr_at(base, c.w, c.off, Some(i));
         self.plugin_mem_load(c.w, a)
     }
 
     fn plugin_elem_store(&mut self, base: Value, c: PluginCache, i: Value, v: Value) {
-        let a = self.plugin_elem_addr(base, c, i);
+        let a = self.plugin_addr_at(base, c.w, c.off, Some(i));
         self.plugin_mem_store(c.w, a, v);
     }
 
@@ -1115,13 +1107,23 @@ impl Lower<'_, '_> {
         idx: Option<Slot>,
         mask: u32,
     ) -> Value {
+        let i = idx.map(|s| self.plugin_index(st, s, mask));
         let base = self.plugin_base();
-        let base = self.fb.ins().iadd_imm_s(base, off as i64);
-        match idx {
+        self.plugin_addr_at(base, w, off, i)
+    }
+
+    /// The entry index of an indexed plugin access: slot `s` masked.
+    fn plugin_index(&mut self, st: &mut SlotState, s: Slot, mask: u32) -> Value {
+        let i = self.read(st, s);
+        self.fb.ins().band_imm_u(i, i64::from(mask))
+    }
+
+    /// `base + off + i * w` (`i` already masked; none for a scalar).
+    fn plugin_addr_at(&mut self, base: Value, w: Width, off: u32, i: Option<Value>) -> Value {
+        let base = self.fb.ins().iadd_imm_s(base, i64::from(off));
+        match i {
             None => base,
             Some(i) => {
-                let i = self.read(st, i);
-                let i = self.fb.ins().band_imm_u(i, mask as i64);
                 let i = self.fb.ins().ishl_imm_u(i, w.bytes().trailing_zeros() as i64);
                 self.fb.ins().iadd(base, i)
             }
@@ -1387,7 +1389,7 @@ impl Lower<'_, '_> {
         &mut self,
         raw: usize,
         args: &[Value],
-        slow: impl FnOnce(&mut Self) -> Option<Value>,
+        slow: impl FnOnce(&mut Self) -> Value,
     ) -> Value {
         let (v, s) = self.call_raw(raw, args);
         let join = self.fb.create_block();
@@ -1397,9 +1399,8 @@ impl Lower<'_, '_> {
         self.fb.seal_block(cold);
         self.fb.set_cold_block(cold);
         self.fb.switch_to_block(cold);
-        if let Some(v2) = slow(self) {
-            self.fb.ins().jump(join, &[v2.into()]);
-        }
+        let v2 = slow(self);
+        self.fb.ins().jump(join, &[v2.into()]);
         self.fb.seal_block(join);
         self.fb.switch_to_block(join);
         joined
