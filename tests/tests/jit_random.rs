@@ -513,6 +513,101 @@ fn random_regions_agree_with_interpreting_their_blocks() {
     assert!(moved >= 250, "only {moved} runs went from one region block to another");
 }
 
+/// One-block loops whose only plugin-memory use is an edge-map bump (`map[idx] += 1`,
+/// the coverage plugin's pattern, at a random width): the JIT keeps the entry in a
+/// one-entry cache keyed by the unmasked index, so indices that differ only above the
+/// mask (and the same index twice in one block) must still match the interpreter.
+#[test]
+fn one_block_loops_with_an_edge_map_agree_with_interpreting() {
+    use blockscope::backend::interp::run_block;
+    use blockscope::backend::jit::ChainState;
+    use blockscope::backend::BlockExit;
+    let mut jit = Jit::new().expect("jit");
+    let mut rng = Rng(0xed6e_5a17);
+    let mut looped = 0;
+    for n in 0..1500 {
+        let pc = 0x40_0000;
+        let mut b = loop {
+            let b = gen_block_at(&mut rng, pc, &[pc]);
+            if matches!(b.term, Term::Jump(t) if t == pc)
+                || matches!(b.term, Term::Branch { taken, .. } if taken == pc)
+            {
+                break b;
+            }
+        };
+        let w = rng.pick(&WIDTHS);
+        let mask = (64 / w.bytes() as u32) - 1;
+        let (t, one) = (Slot::temp(b.temps), Slot::temp(b.temps + 1));
+        b.temps += 2;
+        // No other plugin-memory use (it would overlap the map and disable the cache).
+        for op in b.ops.iter_mut() {
+            match *op {
+                Op::PluginLoad { dst, .. } => *op = Op::Const { dst, imm: 0 },
+                Op::PluginStore { .. } => *op = Op::Const { dst: one, imm: 0 },
+                _ => {}
+            }
+        }
+        // One or two bumps, indexed by guest registers the block changes as it runs.
+        let mut bump = Vec::new();
+        for _ in 0..1 + rng.below(2) {
+            let idx = Some(Slot(rng.below(GUEST_SLOTS as u64) as u16));
+            bump.extend([
+                Op::PluginLoad { w, dst: t, off: 0, idx, mask },
+                Op::Const { dst: one, imm: 1 },
+                Op::Bin { op: BinOp::Add, w: Width::W64, dst: t, a: t, b: one },
+                Op::PluginStore { w, val: t, off: 0, idx, mask },
+            ]);
+        }
+        // Before a random instruction (or at the end); later instructions' ops move.
+        let j = rng.below(b.insns.len() as u64 + 1) as usize;
+        let at = b.insns.get(j).map_or(b.ops.len(), |m| m.first_op as usize);
+        let added = bump.len() as u32;
+        b.ops.splice(at..at, bump);
+        for m in b.insns.iter_mut().skip(j) {
+            m.first_op += added;
+        }
+        verify(&b).unwrap_or_else(|e| panic!("loop {n}: {e}\n{b}"));
+        let tb = match jit.compile_region(&[&b], None) {
+            Ok(tb) => tb,
+            Err(e) => panic!("loop {n}: {e}"),
+        };
+        let k = rng.below(12);
+        let cpu = random_cpu(&mut rng);
+        let mem = ScratchMem::new((0..MEM_LEN).map(|_| rng.next() as u8).collect());
+        let (mut ci, mut mi) = (cpu.clone(), mem.clone());
+        set_plugin_mem(&mut ci, &plugin_words(&cpu));
+        PLUGIN_LOG.with(|l| l.borrow_mut().clear());
+        let mut ei = BlockExit::Halt;
+        for step in 0..=k {
+            if step == 2 {
+                looped += 1;
+            }
+            ei = run_block(&b, &mut ci, &mut mi);
+            if !matches!(ei, BlockExit::Jump(t) if t == pc && !mi.written) {
+                break;
+            }
+        }
+        PLUGIN_LOG.with(|l| l.borrow_mut().clear());
+        let (mut cj, mut mj) = (cpu.clone(), mem.clone());
+        set_plugin_mem(&mut cj, &plugin_words(&cpu));
+        let mut chain = ChainState::default();
+        chain.budget = k;
+        let (ej, _) = tb.run_chained(&mut cj, &mut mj, &mut chain);
+        PLUGIN_LOG.with(|l| l.borrow_mut().clear());
+        let same = ei == ej
+            && ci.slots[..GUEST_SLOTS] == cj.slots[..GUEST_SLOTS]
+            && mi.bytes == mj.bytes
+            && plugin_words(&ci) == plugin_words(&cj);
+        assert!(
+            same,
+            "loop {n}, budget {k}: interp {ei:?}, jit {ej:?}\nplugin memory {:x?} vs {:x?}\n{b}",
+            plugin_words(&ci),
+            plugin_words(&cj)
+        );
+    }
+    assert!(looped >= 150, "only {looped} runs went around their loop twice");
+}
+
 /// Make `b` end in an indirect jump (or return) to a value chosen at run time among a
 /// region pc, another pc (in the region or not) and a random guest slot.
 fn end_in_indirect(rng: &mut Rng, b: &mut Block, pcs: &[u64]) {

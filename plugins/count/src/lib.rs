@@ -19,6 +19,11 @@
 //!   string instruction, so only the instructions after the last one are dropped). With
 //!   `exit_block=drop rep=iterations` the total equals callgrind's `Ir` for the same run.
 //!
+//! In `mode=tb` each translated block (up to `slots=N` distinct ones, default 32768) has
+//! its own execution counter, so a block run costs one add; the instruction and block
+//! totals are summed from them at exit (runs × length). Blocks beyond that share two
+//! counters (two adds per run). Each thread's counters take 8 bytes per slot.
+//!
 //! Output (`out=FILE`, default stderr), one line per thread then the total:
 //! `thread N: insns=I blocks=B` and `total: insns=I blocks=B threads=T`.
 #![forbid(unsafe_code)]
@@ -39,13 +44,25 @@ const REP_PENDING: u32 = 3;
 /// Instructions of the block being executed after its last REP string instruction
 /// (for exit_block=drop).
 const LAST_LEN: u32 = 4;
+/// Default number of blocks with a counter of their own (`mode=tb`).
+const SLOTS: u32 = 1 << 15;
+/// Most `slots=` accepts.
+const MAX_SLOTS: u32 = 1 << 20;
 const SYS_EXIT: u64 = 60;
 const SYS_EXIT_GROUP: u64 = 231;
+
+/// The slot of each block, by (pc, instruction count); and each slot's block length.
+type Slots = (HashMap<(u64, u32), u32>, Vec<u64>);
 
 /// The plugin.
 pub struct Count {
     host: Host,
     sb: Scoreboard,
+    /// Per-block execution counters (`mode=tb`).
+    slots: Scoreboard,
+    slot_of: Mutex<Slots>,
+    /// Number of slots (`slots=`).
+    nslots: u32,
     per_insn: bool,
     rep_iterations: bool,
     drop_exit_block: bool,
@@ -106,9 +123,34 @@ impl Count {
         e.sb_store(&self.sb, REP_PENDING, None, zero);
     }
 
+    /// The counter slot of a block of `len` instructions at `pc`, if one is free.
+    fn slot(&self, pc: u64, len: usize) -> Option<u32> {
+        let mut g = self.slot_of.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, lens) = &mut *g;
+        if let Some(&s) = map.get(&(pc, len as u32)) {
+            return Some(s);
+        }
+        let s = lens.len() as u32;
+        if s >= self.nslots {
+            return None;
+        }
+        lens.push(len as u64);
+        map.insert((pc, len as u32), s);
+        Some(s)
+    }
+
     fn totals(&self, vcpu: u32) -> (u64, u64) {
         let dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner()).get(&vcpu).copied();
-        (self.sb.read(vcpu, INSNS) - dropped.unwrap_or(0), self.sb.read(vcpu, BLOCKS))
+        let (mut insns, mut blocks) = (self.sb.read(vcpu, INSNS), self.sb.read(vcpu, BLOCKS));
+        let lens = self.slot_of.lock().unwrap_or_else(|e| e.into_inner()).1.clone();
+        if !lens.is_empty() {
+            let runs = self.slots.read_all(vcpu);
+            for (n, len) in runs.iter().zip(&lens) {
+                insns = insns.wrapping_add(n.wrapping_mul(*len));
+                blocks = blocks.wrapping_add(*n);
+            }
+        }
+        (insns - dropped.unwrap_or(0), blocks)
     }
 }
 
@@ -120,6 +162,7 @@ impl Plugin for Count {
         ArgSpec::new("mode", "tb", "tb: add per block (fast); insn: add per instruction (exact)"),
         ArgSpec::new("rep", "once", "once: a REP instruction counts 1; iterations: as Valgrind"),
         ArgSpec::new("exit_block", "count", "count, or drop the exiting block (as callgrind)"),
+        ArgSpec::new("slots", "32768", "blocks with their own counter (mode=tb; 8 bytes each)"),
         ArgSpec::new("out", "", "write the counts to this file (default: stderr)"),
     ];
 
@@ -139,9 +182,22 @@ impl Plugin for Count {
             "drop" => true,
             m => return Err(format!("exit_block must be count or drop, not `{m}`")),
         };
+        let nslots = match args.get("slots").map(str::parse::<u32>) {
+            None => SLOTS,
+            Some(Ok(n)) if n <= MAX_SLOTS => n,
+            Some(_) => {
+                return Err(format!(
+                    "slots must be a number from 0 to {MAX_SLOTS}, not `{}`",
+                    args.get("slots").unwrap_or_default()
+                ))
+            }
+        };
         Ok(Count {
             host,
             sb: host.scoreboard(8, 5)?,
+            slots: host.scoreboard(8, if per_insn { 1 } else { nslots.max(1) })?,
+            slot_of: Mutex::new((HashMap::new(), Vec::new())),
+            nslots: if per_insn { 0 } else { nslots },
             per_insn,
             rep_iterations,
             drop_exit_block,
@@ -153,9 +209,13 @@ impl Plugin for Count {
     fn translate(&self, tb: &TbView<'_>, inj: &mut Injector<'_, Self>) {
         {
             let mut e = inj.block_entry();
-            e.sb_add(&self.sb, BLOCKS, None, 1);
-            if !self.per_insn {
-                e.sb_add(&self.sb, INSNS, None, tb.len() as u64);
+            match (!self.per_insn).then(|| self.slot(tb.pc(), tb.len())) {
+                Some(Some(s)) => e.sb_add(&self.slots, s, None, 1),
+                Some(None) => {
+                    e.sb_add(&self.sb, BLOCKS, None, 1);
+                    e.sb_add(&self.sb, INSNS, None, tb.len() as u64);
+                }
+                None => e.sb_add(&self.sb, BLOCKS, None, 1),
             }
             if self.rep_iterations {
                 self.settle_rep(&mut e);

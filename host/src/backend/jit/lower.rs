@@ -124,6 +124,10 @@ struct Lower<'a, 'f> {
     /// same index (an edge-coverage map in a loop) is a register add; another index
     /// writes the entry back and loads the new one. Flushed and reloaded as `plugin_vars`.
     plugin_caches: Vec<PluginCache>,
+    /// The last cache selection `(cache offset, unmasked index value, block it ended in)`:
+    /// a load and store of the same entry in one straight-line piece (an edge counter's
+    /// bump) check the cached index once.
+    cache_sel: Option<(u32, Value, cranelift_codegen::ir::Block)>,
     /// In a looping function (user mode), per load/store site `(block, op index)`: the
     /// base of the page the site last found allowed, so staying on that page costs one
     /// compare (`inline_access`). Starts at a value no guest address is within a page of.
@@ -136,7 +140,8 @@ struct PluginCache {
     off: u32,
     w: Width,
     mask: u32,
-    /// The cached entry's index (always valid: entry 0 is loaded at function entry).
+    /// The cached entry's index before masking (always valid: entry 0 is loaded at
+    /// function entry).
     idx: Variable,
     /// Its value, masked to `w`.
     val: Variable,
@@ -188,6 +193,7 @@ pub(super) fn build(
         budget_var: None,
         plugin_vars: Vec::new(),
         plugin_caches: Vec::new(),
+        cache_sel: None,
         site_caches: HashMap::new(),
     };
     let pcs: Vec<u64> = blocks.iter().map(|b| b.pc).collect();
@@ -228,7 +234,9 @@ pub(super) fn build(
         // than the plain update it replaces (bytecode under coverage: 1.20x -> 1.5x).
         let arrays = if blocks.len() == 1 { plan.arrays } else { Vec::new() };
         for (off, w, mask) in arrays {
-            let (idx, val) = (l.fb.declare_var(types::I64), l.fb.declare_var(types::I64));
+            // The value has the entry's own width, so a byte counter's bump is one narrow
+            // add with no re-extension.
+            let (idx, val) = (l.fb.declare_var(types::I64), l.fb.declare_var(width_ty(w)));
             l.plugin_caches.push(PluginCache { off, w, mask, idx, val });
         }
         l.reload_plugin_vars();
@@ -366,6 +374,16 @@ fn plan_plugin_memory(blocks: &[&Block]) -> PluginPlan {
         }
     }
     plan
+}
+
+/// The Cranelift integer type of width `w`.
+fn width_ty(w: Width) -> types::Type {
+    match w {
+        Width::W8 => types::I8,
+        Width::W16 => types::I16,
+        Width::W32 => types::I32,
+        Width::W64 => types::I64,
+    }
 }
 
 /// Whether some direct exit of `b` goes to one of `pcs`.
@@ -908,9 +926,9 @@ impl Lower<'_, '_> {
                     return;
                 }
                 if let (Some(c), Some(s)) = (self.plugin_cache(w, off, idx, mask), idx) {
-                    let i = self.plugin_index(st, s, mask);
-                    self.plugin_cache_select(c, i);
+                    self.plugin_cache_select(st, c, s);
                     let v = self.fb.use_var(c.val);
+                    let v = if w == Width::W64 { v } else { self.fb.ins().uextend(types::I64, v) };
                     self.write(st, dst, v);
                     return;
                 }
@@ -925,14 +943,9 @@ impl Lower<'_, '_> {
                     return;
                 }
                 if let (Some(c), Some(s)) = (self.plugin_cache(w, off, idx, mask), idx) {
-                    let i = self.plugin_index(st, s, mask);
-                    self.plugin_cache_select(c, i);
+                    self.plugin_cache_select(st, c, s);
                     // As memory would hold it: the low `w` bytes.
-                    let v = if w == Width::W64 {
-                        v
-                    } else {
-                        self.fb.ins().band_imm_u(v, w.mask() as i64)
-                    };
+                    let v = if w == Width::W64 { v } else { self.fb.ins().ireduce(width_ty(w), v) };
                     self.fb.def_var(c.val, v);
                     return;
                 }
@@ -998,7 +1011,8 @@ impl Lower<'_, '_> {
         }
         for k in 0..self.plugin_caches.len() {
             let c = self.plugin_caches[k];
-            let i = self.fb.use_var(c.idx);
+            let key = self.fb.use_var(c.idx);
+            let i = self.fb.ins().band_imm_u(key, i64::from(c.mask));
             let v = self.fb.use_var(c.val);
             self.plugin_elem_store(base, c, i, v);
         }
@@ -1015,6 +1029,7 @@ impl Lower<'_, '_> {
             let v = self.fb.ins().load(types::I64, MemFlagsData::trusted(), base, off as i32);
             self.fb.def_var(var, v);
         }
+        self.cache_sel = None;
         for k in 0..self.plugin_caches.len() {
             let c = self.plugin_caches[k];
             let zero = self.konst(0);
@@ -1024,15 +1039,16 @@ impl Lower<'_, '_> {
         }
     }
 
-    /// Entry `i` (already masked) of the cached array `c`.
+    /// Entry `i` (already masked) of the cached array `c`, at its own width.
     fn plugin_elem_load(&mut self, base: Value, c: PluginCache, i: Value) -> Value {
         let a = self.plugin_addr_at(base, c.w, c.off, Some(i));
-        self.plugin_mem_load(c.w, a)
+        self.fb.ins().load(width_ty(c.w), MemFlagsData::trusted(), a, 0)
     }
 
+    /// Store `v` (of the entry's width) as entry `i` (already masked) of `c`.
     fn plugin_elem_store(&mut self, base: Value, c: PluginCache, i: Value, v: Value) {
         let a = self.plugin_addr_at(base, c.w, c.off, Some(i));
-        self.plugin_mem_store(c.w, a, v);
+        self.fb.ins().store(MemFlagsData::trusted(), v, a, 0);
     }
 
     /// A zero-extended plugin-memory load of width `w` at host address `a`.
@@ -1069,11 +1085,19 @@ impl Lower<'_, '_> {
         self.plugin_caches.iter().find(|c| c.off == off && c.w == w && c.mask == mask).copied()
     }
 
-    /// Make entry `i` (masked) the cached one of `c`: on a miss (cold), write the old
-    /// entry back and load the new one.
-    fn plugin_cache_select(&mut self, c: PluginCache, i: Value) {
+    /// Make the entry slot `s` indexes (masked) the cached one of `c`: on a miss (cold),
+    /// write the old entry back and load the new one. Nothing to do when the same index
+    /// value was selected earlier in the same Cranelift block.
+    fn plugin_cache_select(&mut self, st: &mut SlotState, c: PluginCache, s: Slot) {
+        let raw = self.read(st, s);
+        let here = self.fb.current_block().expect("lowering inside a block");
+        if self.cache_sel == Some((c.off, raw, here)) {
+            return;
+        }
+        // The cache is keyed by the unmasked index (one `and` less on a hit): two keys
+        // with the same masked entry only cost a write-back and reload of that entry.
         let cur = self.fb.use_var(c.idx);
-        let hit = self.fb.ins().icmp(IntCC::Equal, i, cur);
+        let hit = self.fb.ins().icmp(IntCC::Equal, raw, cur);
         let (miss, cont) = (self.fb.create_block(), self.fb.create_block());
         self.fb.ins().brif(hit, cont, &[], miss, &[]);
         self.fb.seal_block(miss);
@@ -1081,13 +1105,16 @@ impl Lower<'_, '_> {
         self.fb.switch_to_block(miss);
         let base = self.plugin_base();
         let old = self.fb.use_var(c.val);
-        self.plugin_elem_store(base, c, cur, old);
+        let old_i = self.fb.ins().band_imm_u(cur, i64::from(c.mask));
+        self.plugin_elem_store(base, c, old_i, old);
+        let i = self.fb.ins().band_imm_u(raw, i64::from(c.mask));
         let v = self.plugin_elem_load(base, c, i);
-        self.fb.def_var(c.idx, i);
+        self.fb.def_var(c.idx, raw);
         self.fb.def_var(c.val, v);
         self.fb.ins().jump(cont, &[]);
         self.fb.seal_block(cont);
         self.fb.switch_to_block(cont);
+        self.cache_sel = Some((c.off, raw, cont));
     }
 
     /// The variable holding the plugin word at `off`, if it is promoted.
