@@ -360,7 +360,14 @@ fn direct_targets(b: &Block) -> impl Iterator<Item = u64> + '_ {
 }
 
 /// The hot targets of `tb`'s indirect terminator, most frequent first: those seen at least
-/// twice (once under `--tier jit`) and on at least 1/32 of its profiled runs.
+/// twice (once under `--tier jit`) and either on at least 1/32 of its profiled runs or
+/// as often as the hot threshold.
+///
+/// The counts are biased: a target stops being counted once it is compiled and in the
+/// vCPU's indirect table, while a target still interpreted keeps being counted on every
+/// table miss. So a target the jump took `hot_threshold` times is hot whatever its share
+/// (bytecode's LOAD handler was left out of its dispatch loop's region by share alone, and
+/// the loop ran 2x slower).
 fn hot_indirect_targets(engine: &Engine, tb: &Tb) -> Vec<u64> {
     if !matches!(tb.block.term, Term::Indirect { .. }) {
         return Vec::new();
@@ -368,8 +375,15 @@ fn hot_indirect_targets(engine: &Engine, tb: &Tb) -> Vec<u64> {
     let Some(t) = tb.jit.indirect.get().map(|p| p.targets()) else { return Vec::new() };
     let total: u64 = t.iter().map(|&(_, h)| u64::from(h)).sum();
     // `--tier jit` sees each target about once (when it misses the indirect table).
-    let min = if engine.config.tier == Tier::Jit { 1 } else { 2 };
-    t.into_iter().filter(|&(_, h)| h >= min && u64::from(h) * 32 >= total).map(|(p, _)| p).collect()
+    let min: u64 = if engine.config.tier == Tier::Jit { 1 } else { 2 };
+    let hot = u64::from(engine.config.hot_threshold).max(min);
+    t.into_iter()
+        .filter(|&(_, h)| {
+            let h = u64::from(h);
+            h >= min && (h * 32 >= total || h >= hot)
+        })
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// The translated blocks on paths from `head` back to it (head first), found among at most
