@@ -29,12 +29,17 @@ int cmain(u64 *sp) {
         return 3;
     }
     if (seq(m, "closefds")) {
-        /* Close stderr and everything above it, try to take fd 1000 (where blockscope
-           keeps its own copy of stderr); print what each call returned. */
+        /* Use fd 1000 (where blockscope keeps its own copy of stderr) while it is not
+           open natively, close stderr and everything above it, try to take fd 1000;
+           print what each call returned. */
+        long e = sys1(32 /* dup */, 1000);
+        long f = sys3(72 /* fcntl */, 1000, 1 /* F_GETFD */, 0);
         long a = sys1(NR_close, 2);
         long b = sys2(33 /* dup2 */, 1, 1000);
         long c = sys1(NR_close, 1000);
         long d = sys3(436 /* close_range */, 3, ~0u, 0);
+        out(e == -9 ? "dup1000=EBADF " : "dup1000=? ");
+        out(f == -9 ? "fcntl1000=EBADF " : "fcntl1000=? ");
         out(a == 0 ? "close2=0 " : "close2=? ");
         out(b == 1000 ? "dup2=1000 " : b == -9 ? "dup2=EBADF " : "dup2=? ");
         out(c == 0 ? "close1000=0 " : c == -9 ? "close1000=EBADF " : "close1000=? ");

@@ -55,14 +55,15 @@ pub fn open(t: &mut Thread, dirfd: i32, path: u64, flags: u64, mode: u64, nr: u6
     }
 }
 
-/// `close`, `dup2`, `dup3` and `close_range` keep blockscope's private log fd
-/// (`sys::log_fd`) out of the guest's reach, as if it were not open: closing it is
-/// `EBADF`, duplicating onto it is `EBADF`, and a range that covers it is closed around it.
+/// `close`, `dup`, `dup2`, `dup3`, `fcntl` and `close_range` keep blockscope's private log
+/// fd (`sys::log_fd`) out of the guest's reach, as if it were not open: closing,
+/// duplicating or querying it is `EBADF`, so is duplicating onto it, and a range that
+/// covers it is closed around it.
 pub fn fd_guard(t: &mut Thread, nr: u64, a: &[u64; 6]) -> i64 {
     let Some(log) = sys::log_fd().map(|fd| fd as u64) else { return passthrough(t, nr, a) };
     let ebadf = -(libc::EBADF as i64);
     match nr as i64 {
-        libc::SYS_close if a[0] as u32 as u64 == log => ebadf,
+        libc::SYS_close | libc::SYS_dup | libc::SYS_fcntl if a[0] as u32 as u64 == log => ebadf,
         libc::SYS_dup2 | libc::SYS_dup3 if a[1] as u32 as u64 == log => ebadf,
         libc::SYS_close_range => {
             let (lo, hi) = (a[0] as u32 as u64, a[1] as u32 as u64);

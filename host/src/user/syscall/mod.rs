@@ -168,9 +168,12 @@ fn dispatch(t: &mut Thread, nr: u64, a: &[u64; 6]) -> Sc {
             signal::with_temp_mask(t, nr, a, a[4], a[5])
         }
         libc::SYS_pselect6 => signal::pselect6(t, a),
-        libc::SYS_close | libc::SYS_dup2 | libc::SYS_dup3 | libc::SYS_close_range => {
-            fs::fd_guard(t, nr, a)
-        }
+        libc::SYS_close
+        | libc::SYS_dup
+        | libc::SYS_dup2
+        | libc::SYS_dup3
+        | libc::SYS_fcntl
+        | libc::SYS_close_range => fs::fd_guard(t, nr, a),
         _ => passthrough(t, nr, a),
     };
     Sc::Ret(r)
