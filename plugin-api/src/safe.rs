@@ -286,6 +286,17 @@ impl Scoreboard {
         v.truncate(n as usize);
         v
     }
+    /// The first `out.len()` entries of vCPU `vcpu` into `out` (no allocation: trace
+    /// buffers drain this way); returns how many were filled (fewer if the scoreboard has
+    /// fewer entries or the vCPU does not exist).
+    pub fn read_into(&self, vcpu: u32, out: &mut [u64]) -> usize {
+        (self.host.api.scoreboard_read_all)(
+            self.host.api.plugin,
+            self.id,
+            vcpu,
+            RSliceMut::from_mut_slice(out),
+        ) as usize
+    }
 }
 
 /// How an instruction transfers control.

@@ -104,6 +104,19 @@ fn memtrace_subcommand_reads_a_trace() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.starts_with("accesses: "), "{text}");
+    let n: u64 = text.lines().next().unwrap()["accesses: ".len()..].parse().unwrap();
+    assert!(n > 1000, "{text}");
+    // Printed records: as many lines as accesses.
+    let o = run(&["memtrace", trace.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout.iter().filter(|&&b| b == b'\n').count() as u64, n);
+    // A trace cut short: one line, status 2.
+    let bytes = std::fs::read(&trace).unwrap();
+    let cut = dir.join("cut.bin");
+    std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
+    let o = run(&["memtrace", "--summary", cut.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), format!("blockscope: memtrace: {}: truncated chunk\n", cut.display()));
     let o = run(&["memtrace", "/nonexistent"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

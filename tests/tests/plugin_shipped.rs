@@ -29,6 +29,14 @@ fn count_reports_exact_totals_in_both_modes() {
             assert!(text.contains("thread 0: insns=603 blocks=101\n"), "{mode}: {text}");
             assert!(text.ends_with("total: insns=603 blocks=101 threads=1\n"), "{mode}: {text}");
         }
+        // Per-block counters (default), none (shared counters only), and too few for
+        // every block (both kinds in one run) give the same totals.
+        for slots in [0, 1] {
+            let out = scratch(&format!("count-slots{slots}-{tier:?}")).join("count.txt");
+            run_with(&[format!("count,slots={slots},rep=iterations,out={}", out.display())], tier);
+            let text = std::fs::read_to_string(&out).unwrap();
+            assert!(text.ends_with("total: insns=603 blocks=101 threads=1\n"), "{slots}: {text}");
+        }
     }
 }
 
@@ -38,6 +46,11 @@ fn count_rejects_bad_modes() {
     assert_eq!(
         e.to_string(),
         "plugin `count` failed to install: mode must be tb or insn, not `fast`"
+    );
+    let e = load(&["count,slots=lots"]).err().expect("refused");
+    assert_eq!(
+        e.to_string(),
+        "plugin `count` failed to install: slots must be a number from 0 to 1048576, not `lots`"
     );
 }
 
@@ -72,6 +85,26 @@ fn coverage_writes_the_afl_map_and_drcov() {
     }
 }
 
+/// The printed records of a trace (`blockscope memtrace FILE`) as (thread, pc, kind, size,
+/// address, value).
+fn memtrace_records(path: &std::path::Path) -> Vec<(u32, u64, String, u8, u64, u64)> {
+    let mut text = Vec::new();
+    blockscope::plugin::memtrace::memtrace_main(&[path.display().to_string()], &mut text).unwrap();
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            // T0 0x401011 load  8 [0x7f0000000320] = 0x0
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 7, "{l}");
+            let addr = f[4].trim_start_matches('[').trim_end_matches(']');
+            let thread = f[0].trim_start_matches('T').parse().unwrap();
+            (thread, hex(f[1]), f[2].to_string(), f[3].parse().unwrap(), hex(addr), hex(f[6]))
+        })
+        .collect()
+}
+
 #[test]
 fn memtrace_records_every_access_and_filters_by_address() {
     for &tier in TIERS {
@@ -95,11 +128,31 @@ fn memtrace_records_every_access_and_filters_by_address() {
         assert!(s.contains("accesses: 300\n"), "{s}");
         assert!(s.contains("loads: 100  stores: 200  rmw: 0\n"), "{s}");
         assert!(s.contains("bytes: 1700 "), "{s}");
-        let mut text = Vec::new();
-        blockscope::plugin::memtrace::memtrace_main(&arg(&some), &mut text).unwrap();
-        let s = String::from_utf8(text).unwrap();
-        assert!(s.contains("accesses: 100\n") && s.contains("loads: 0  stores: 100"), "{s}");
-        // Printed records: the first access is the load of data[100] with value 0.
+        // Every record, against what the guest does: for rcx = 100 down to 1, load
+        // data[rcx] (0), store data[rcx] = rcx, store the byte rcx at data+0x1000+rcx; each
+        // access always at the same pc, in program order.
+        let recs = memtrace_records(&all);
+        assert_eq!(recs.len(), 300, "{tier:?}");
+        let pcs: Vec<u64> = recs[..3].iter().map(|r| r.1).collect();
+        assert!(pcs[0] < pcs[1] && pcs[1] < pcs[2], "{tier:?}: {pcs:x?}");
+        assert!(pcs.iter().all(|&pc| pc > g.code && pc < g.code + 0x40), "{pcs:x?}");
+        for (i, r) in recs.iter().enumerate() {
+            let c = 100 - (i / 3) as u64;
+            let want = match i % 3 {
+                0 => (0, pcs[0], "load".to_string(), 8, g.data + 8 * c, 0),
+                1 => (0, pcs[1], "store".to_string(), 8, g.data + 8 * c, c),
+                _ => (0, pcs[2], "store".to_string(), 1, g.data + 0x1000 + c, c),
+            };
+            assert_eq!(*r, want, "{tier:?}: record {i}");
+        }
+        // The filtered trace: the byte stores only.
+        let recs = memtrace_records(&some);
+        assert_eq!(recs.len(), 100, "{tier:?}");
+        for (i, r) in recs.iter().enumerate() {
+            let c = 100 - i as u64;
+            assert_eq!(*r, (0, pcs[2], "store".to_string(), 1, g.data + 0x1000 + c, c));
+        }
+        // --limit stops early.
         let mut text = Vec::new();
         let args = ["--limit".to_string(), "2".to_string(), all.display().to_string()];
         blockscope::plugin::memtrace::memtrace_main(&args, &mut text).unwrap();
@@ -124,6 +177,46 @@ fn memtrace_rejects_bad_input() {
     );
     let e = blockscope::plugin::memtrace::memtrace_main(&[], &mut out).unwrap_err();
     assert_eq!(e, blockscope::plugin::memtrace::USAGE);
+    // Another format version: named.
+    let mut old = blockscope_plugin_api::trace::header();
+    old[8..12].copy_from_slice(&2u32.to_le_bytes());
+    std::fs::write(&f, old).unwrap();
+    let e = blockscope::plugin::memtrace::memtrace_main(&[f.display().to_string()], &mut out);
+    assert_eq!(
+        e.unwrap_err(),
+        format!("{}: unsupported trace version 2 (this blockscope reads 3)", f.display())
+    );
+    // A real trace cut short or damaged anywhere: a one-line error (or fewer records),
+    // never a panic.
+    let good = dir.join("good.bin");
+    run_with(&[format!("memtrace,out={}", good.display())], Tier::Interp);
+    let bytes = std::fs::read(&good).unwrap();
+    assert!(bytes.len() > 100, "{} bytes", bytes.len());
+    let mut whole_chunks = 0;
+    for cut in (17..bytes.len()).step_by(7) {
+        std::fs::write(&f, &bytes[..cut]).unwrap();
+        let mut out = Vec::new();
+        match blockscope::plugin::memtrace::memtrace_main(&[f.display().to_string()], &mut out) {
+            Err(e) => {
+                assert!(e.starts_with(&format!("{}: truncated", f.display())), "cut {cut}: {e}");
+                assert!(!e.contains('\n'), "{e}");
+            }
+            // Cut between chunks: the records so far.
+            Ok(()) => whole_chunks += 1,
+        }
+    }
+    assert!(whole_chunks <= 1, "{whole_chunks} cuts read without an error");
+    for at in (16..bytes.len()).step_by(5) {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x41;
+        std::fs::write(&f, &bad).unwrap();
+        let mut out = Vec::new();
+        if let Err(e) =
+            blockscope::plugin::memtrace::memtrace_main(&[f.display().to_string()], &mut out)
+        {
+            assert!(e.starts_with(&format!("{}: ", f.display())) && !e.contains('\n'), "{e}");
+        }
+    }
     // Refused before anything is written: no trace file appears.
     let never = dir.join("never.bin");
     let e = load(&[format!("memtrace,addr=0x2000-0x1000,out={}", never.display()).as_str()])

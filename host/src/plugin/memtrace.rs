@@ -45,7 +45,8 @@ pub fn memtrace_main(args: &[String], out: &mut dyn Write) -> Result<(), String>
     let mut n = 0u64;
     let mut werr = None;
     let mut body = Vec::new();
-    'chunks: loop {
+    let mut dec = trace::Decoder::new();
+    loop {
         let mut ch = [0u8; CHUNK_HEADER_BYTES];
         match read_full(&mut r, &mut ch) {
             Ok(0) => break,
@@ -53,12 +54,16 @@ pub fn memtrace_main(args: &[String], out: &mut dyn Write) -> Result<(), String>
             Ok(_) => return Err(format!("{path}: truncated chunk header")),
             Err(e) => return Err(format!("{path}: {e}")),
         }
-        let word = |i: usize| u32::from_le_bytes(ch[i..i + 4].try_into().expect("4 bytes"));
-        let (thread, count, len) = (word(0), word(4), word(8) as usize);
-        body.resize(len, 0);
-        r.read_exact(&mut body).map_err(|_| format!("{path}: truncated chunk"))?;
+        let h = trace::ChunkHeader::parse(&ch);
+        // Read what is there, not what the header claims: a damaged length must not
+        // allocate gigabytes.
+        body.clear();
+        (&mut r).take(h.len as u64).read_to_end(&mut body).map_err(|e| format!("{path}: {e}"))?;
+        if body.len() != h.len as usize {
+            return Err(format!("{path}: truncated chunk"));
+        }
         let mut done = false;
-        trace::decode_chunk(thread, count, &body, |rec| {
+        dec.chunk(&h, &body, |rec| {
             if summary {
                 s.add(rec);
             } else if let Err(e) = writeln!(
@@ -83,7 +88,7 @@ pub fn memtrace_main(args: &[String], out: &mut dyn Write) -> Result<(), String>
             return Err(e);
         }
         if done {
-            break 'chunks;
+            break;
         }
     }
     if summary {

@@ -6,38 +6,93 @@
 //! Accesses are the emulator's own memory operations of each instruction, reported right
 //! after they complete; accesses made inside helpers (REP string instructions, FXSAVE) are
 //! not seen. An atomic read-modify-write is one record of kind RMW with the old value.
+//! A forked child's accesses are not traced (the parent owns the file).
 //!
 //! Tracing costs no call per access: each vCPU has a buffer of 64-bit words in a
-//! scoreboard, and the injected code right after an access stores its record (pc, size
-//! and kind packed in one constant word, then address and value) at the buffer position and
-//! advances the position. At block entry, a block whose records might not fit calls
-//! `flush` (which writes the buffered records to the file in one write) and resets the
-//! position. The address filter is a compare that advances the position only for accesses
-//! inside the range; the pc filter is applied at translation. With `cache=on`, each access
-//! calls the cache simulator instead.
+//! scoreboard, and the injected code right after an access stores its record (a constant
+//! *site* id, then address and value) at the buffer position and advances the position.
+//! A site is one access of one instruction — (pc, size, kind) in a table filled at
+//! translation, deduplicated so a retranslated block reuses its ids. At block entry, a
+//! block whose records might not fit calls `flush` and resets the position. `flush` only
+//! copies the buffer's used part into a recycled vector and queues it (a bounded queue:
+//! a slow disk holds the guest back instead of filling memory). One writer thread encodes
+//! the queued buffers in order (format: see `trace`'s module doc; about 1.7 bytes a
+//! record on the `bytecode` benchmark) and hands the bytes to an I/O thread that writes
+//! them in 4 MiB pieces (`O_DIRECT` for a regular file: see `writer`). The address filter
+//! is a compare that advances the position only for accesses inside the range; the pc
+//! filter is applied at translation. With `cache=on`, each access calls the cache
+//! simulator instead.
 #![forbid(unsafe_code)]
 
 mod cache;
+mod queue;
+mod writer;
 
 use blockscope_plugin_api::abi::{ArgSpec, ACCESS_LOAD, ACCESS_RMW, ACCESS_STORE};
-use blockscope_plugin_api::trace;
+use blockscope_plugin_api::trace::{self, Site};
 use blockscope_plugin_api::{
     declare_plugin, Args, BinOp, Call, CmpOp, Host, Injector, Plugin, Scoreboard, TbView,
 };
 pub use cache::{Geometry, Hierarchy, Stats};
+use queue::Queue;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use writer::Batch;
 
 /// Words in each vCPU's trace buffer (3 per record).
 const BUF_WORDS: u32 = 1 << 16;
 /// Words per buffered record.
 const REC_WORDS: u32 = 3;
+/// Buffers queued for the writer thread at most (then `flush` waits until half are
+/// taken).
+const QUEUE: usize = 8;
+/// Free buffers kept before one is reused.
+const ROTATION: usize = 4;
+
+/// Buffers the writer is done with, oldest first.
+type Pool = Arc<Mutex<VecDeque<Vec<u64>>>>;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The site table: ids in order of first translation.
+#[derive(Default)]
+pub(crate) struct Sites {
+    /// (pc, access index in the instruction, size, kind) → id.
+    ids: HashMap<(u64, u32, u8, u8), u32>,
+    pub(crate) list: Vec<Site>,
+}
+
+impl Sites {
+    fn id(&mut self, pc: u64, access: u32, size: u8, kind: u8) -> u32 {
+        let next = self.list.len() as u32;
+        let id = *self.ids.entry((pc, access, size, kind)).or_insert(next);
+        if id == next {
+            self.list.push(Site { pc, size, kind });
+        }
+        id
+    }
+}
+
+/// The writer thread and the way to it.
+struct Writer {
+    queue: Arc<Queue<Batch>>,
+    /// Buffers the writer is done with, for `drain` to reuse.
+    pool: Pool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
 
 /// The plugin.
 pub struct MemTrace {
     host: Host,
-    file: Option<Mutex<File>>,
+    /// The process that installed the plugin (a forked child does not trace).
+    pid: u32,
+    writer: Option<Writer>,
+    sites: Arc<Mutex<Sites>>,
     buf: Scoreboard,
     pos: Scoreboard,
     /// vCPUs whose buffer was written out for the last time.
@@ -106,11 +161,16 @@ fn on_block(p: &MemTrace, c: &Call) {
 }
 
 impl MemTrace {
-    /// Write the first `words` words of `vcpu`'s buffer as records; `last` marks the
+    /// Queue the first `words` words of `vcpu`'s buffer for the writer; `last` marks the
     /// vCPU drained (its later records, if any, are dropped: the process is ending).
     fn drain(&self, vcpu: u32, words: u64, last: bool) {
+        // In a forked child the writer thread does not exist (and other threads' locks may
+        // be held forever): drop the records before touching anything.
+        let Some(w) = self.writer.as_ref().filter(|_| std::process::id() == self.pid) else {
+            return;
+        };
         {
-            let mut d = self.drained.lock().unwrap_or_else(|e| e.into_inner());
+            let mut d = lock(&self.drained);
             if d.len() <= vcpu as usize {
                 d.resize(vcpu as usize + 1, false);
             }
@@ -119,21 +179,38 @@ impl MemTrace {
             }
             d[vcpu as usize] |= last;
         }
-        let Some(f) = &self.file else { return };
-        let buf = self.buf.read_all(vcpu);
-        let n = (words as usize).min(buf.len()) / REC_WORDS as usize;
-        let mut out = Vec::with_capacity(trace::CHUNK_HEADER_BYTES + n * 12);
-        let mut chunk = trace::ChunkWriter::new(&mut out, vcpu);
-        for w in buf.chunks_exact(REC_WORDS as usize).take(n) {
-            let (pc, size, kind) = unpack(w[0]);
-            // The format's value is zero-extended from the access size.
-            let value = if size < 8 { w[2] & ((1u64 << (size * 8)) - 1) } else { w[2] };
-            chunk.push(pc, w[1], value, size, kind);
+        let n = (words as usize).min(BUF_WORDS as usize) / REC_WORDS as usize * REC_WORDS as usize;
+        if n == 0 {
+            return;
         }
-        chunk.finish();
-        let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = f.write_all(&out) {
-            self.host.error(&format!("cannot write the trace: {e}"));
+        // The buffer released longest ago (its memory is no longer in the writer's cache,
+        // which makes the copy into it cheaper), once enough are in rotation.
+        let mut v = {
+            let mut pool = lock(&w.pool);
+            if pool.len() >= ROTATION {
+                pool.pop_front().unwrap_or_default()
+            } else {
+                Vec::new()
+            }
+        };
+        // Vectors keep their full length, so reusing one writes nothing but the copy.
+        v.resize(BUF_WORDS as usize, 0);
+        let len = self.buf.read_into(vcpu, &mut v[..n]);
+        // Fails only once the writer is closed (the process is ending).
+        let _ = w.queue.push(Batch { vcpu, words: v, len });
+    }
+
+    /// Close the queue and wait for the writer to write everything.
+    fn finish(&self) {
+        let Some(w) = self.writer.as_ref().filter(|_| std::process::id() == self.pid) else {
+            return;
+        };
+        w.queue.close();
+        let t = lock(&w.thread).take();
+        if let Some(t) = t {
+            if t.join().is_err() {
+                self.host.error("the trace writer failed; the trace is incomplete");
+            }
         }
     }
 
@@ -205,24 +282,43 @@ impl Plugin for MemTrace {
         } else {
             None
         };
+        let buf = host.scoreboard(8, if cache_on { 1 } else { BUF_WORDS })?;
+        let pos = host.scoreboard(8, 1)?;
         let out = match args.get("out") {
             Some(p) => Some(p.to_string()),
             None if cache_on => None,
             None => Some("memtrace.bin".to_string()),
         };
-        let file = match out {
+        let file = match &out {
             Some(p) => {
-                let mut f = File::create(&p).map_err(|e| format!("cannot create {p}: {e}"))?;
+                let mut f = File::create(p).map_err(|e| format!("cannot create {p}: {e}"))?;
                 f.write_all(&trace::header()).map_err(|e| format!("cannot write {p}: {e}"))?;
-                Some(Mutex::new(f))
+                Some(f)
             }
             None => None,
         };
+        let sites = Arc::new(Mutex::new(Sites::default()));
+        let writer = match (file, out) {
+            (Some(f), Some(path)) => {
+                let queue = Arc::new(Queue::new(QUEUE));
+                let q = queue.clone();
+                let pool = Pool::default();
+                let (s, p) = (sites.clone(), pool.clone());
+                let t = std::thread::Builder::new()
+                    .name("memtrace-writer".into())
+                    .spawn(move || writer::encode_loop(&q, f, path, s, p, host))
+                    .map_err(|e| format!("cannot start the trace writer: {e}"))?;
+                Some(Writer { queue, pool, thread: Mutex::new(Some(t)) })
+            }
+            _ => None,
+        };
         Ok(MemTrace {
             host,
-            file,
-            buf: host.scoreboard(8, if cache_on { 1 } else { BUF_WORDS })?,
-            pos: host.scoreboard(8, 1)?,
+            pid: std::process::id(),
+            writer,
+            sites,
+            buf,
+            pos,
             drained: Mutex::new(Vec::new()),
             addr,
             pc,
@@ -268,10 +364,22 @@ impl Plugin for MemTrace {
             let start = e.select(full, zero, pos);
             e.sb_store(&self.pos, 0, None, start);
         }
+        // Site ids of the traced accesses, in block order.
+        let mut ids = Vec::new();
+        if self.cache.is_none() {
+            let mut sites = lock(&self.sites);
+            for insn in tb.insns().filter(traced) {
+                for (m, a) in insn.accesses().iter().enumerate() {
+                    if let Some(kind) = kind_of(a.kind) {
+                        ids.push(sites.id(insn.pc(), m as u32, a.size as u8, kind));
+                    }
+                }
+            }
+        }
+        let mut ids = ids.into_iter();
         for insn in tb.insns().filter(traced) {
             for (m, a) in insn.accesses().iter().enumerate() {
                 let Some(kind) = kind_of(a.kind) else { continue };
-                let udata = pack(insn.pc(), a.size, kind);
                 let mut e = inj.after_access(insn.index(), m);
                 let addr = e.mem_addr();
                 let inside = self.addr.map(|(lo, hi)| {
@@ -281,15 +389,17 @@ impl Plugin for MemTrace {
                     e.bin(BinOp::And, ge, lt)
                 });
                 if self.cache.is_some() {
+                    let udata = pack(insn.pc(), a.size, kind);
                     match inside {
                         None => e.call(on_access, udata, &[addr]),
                         Some(c) => e.call_if(c, on_access, udata, &[addr]),
                     }
                     continue;
                 }
+                let site = ids.next().expect("one id per traced access") as u64;
                 let value = e.mem_value();
                 let pos = e.sb_load(&self.pos, 0, None);
-                let head = e.constant(udata);
+                let head = e.constant(site);
                 e.sb_store(&self.buf, 0, Some(pos), head);
                 e.sb_store(&self.buf, 1, Some(pos), addr);
                 e.sb_store(&self.buf, 2, Some(pos), value);
@@ -315,9 +425,7 @@ impl Plugin for MemTrace {
         for v in 0..self.host.vcpu_count() {
             self.drain(v, self.pos.read(v, 0), true);
         }
-        if let Some(f) = &self.file {
-            let _ = f.lock().unwrap_or_else(|e| e.into_inner()).flush();
-        }
+        self.finish();
         if let Some(h) = &self.cache {
             let text = self.report(&h.lock().unwrap_or_else(|e| e.into_inner()).stats);
             match &self.report {
@@ -332,4 +440,31 @@ impl Plugin for MemTrace {
     }
 }
 
+impl Drop for MemTrace {
+    fn drop(&mut self) {
+        // Never leave the writer thread running code of an unloaded library.
+        self.finish();
+    }
+}
+
 declare_plugin!(MemTrace);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_are_numbered_once() {
+        let mut s = Sites::default();
+        // A block's accesses get consecutive ids; translating it again reuses them.
+        let block = [(0x1000, 0, 8, trace::KIND_LOAD), (0x1004, 0, 4, trace::KIND_STORE)];
+        for _ in 0..2 {
+            let ids: Vec<u32> = block.iter().map(|&(pc, m, sz, k)| s.id(pc, m, sz, k)).collect();
+            assert_eq!(ids, [0, 1]);
+        }
+        // Another access of the same instruction is another site.
+        assert_eq!(s.id(0x1004, 1, 4, trace::KIND_STORE), 2);
+        assert_eq!(s.list.len(), 3);
+        assert_eq!(s.list[1], Site { pc: 0x1004, size: 4, kind: trace::KIND_STORE });
+    }
+}
