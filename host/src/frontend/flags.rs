@@ -482,7 +482,9 @@ impl LiftCx<'_> {
                     return self.cmp(Cond::Ult, p.w, r, p.a);
                 }
                 FlagOp::Logic => return self.konst(0),
-                FlagOp::Inc | FlagOp::Dec => return p.c,
+                FlagOp::Inc | FlagOp::Dec | FlagOp::Mul => return p.c,
+                // NEG: CF = (operand != 0); `neg; sbb r, r` turns it into a mask.
+                FlagOp::Neg => return self.cmp_imm(Cond::Ne, p.w, p.a, 0),
                 FlagOp::Eflags => {
                     let (_, r) = self.pending_res().expect("pending");
                     return self.bin_imm(BinOp::And, Width::W64, r, 1);
@@ -556,6 +558,14 @@ impl LiftCx<'_> {
                         C::ns => return self.cmp_imm(Cond::Sge, w, r, 0),
                         C::b if p.op == FlagOp::Add => return self.cmp(Cond::Ult, w, r, p.a),
                         C::ae if p.op == FlagOp::Add => return self.cmp(Cond::Uge, w, r, p.a),
+                        C::b if p.op == FlagOp::Neg => return self.cmp_imm(Cond::Ne, w, p.a, 0),
+                        C::ae if p.op == FlagOp::Neg => return self.cmp_imm(Cond::Eq, w, p.a, 0),
+                        C::b | C::o if p.op == FlagOp::Mul => {
+                            return self.cmp_imm(Cond::Ne, Width::W64, p.c, 0)
+                        }
+                        C::ae | C::no if p.op == FlagOp::Mul => {
+                            return self.cmp_imm(Cond::Eq, Width::W64, p.c, 0)
+                        }
                         _ => {}
                     }
                 }
