@@ -277,13 +277,8 @@ impl Scoreboard {
     /// All entries of vCPU `vcpu`.
     pub fn read_all(&self, vcpu: u32) -> Vec<u64> {
         let mut v = vec![0u64; self.entries as usize];
-        let n = (self.host.api.scoreboard_read_all)(
-            self.host.api.plugin,
-            self.id,
-            vcpu,
-            RSliceMut::from_mut_slice(&mut v),
-        );
-        v.truncate(n as usize);
+        let n = self.read_into(vcpu, &mut v);
+        v.truncate(n);
         v
     }
     /// The first `out.len()` entries of vCPU `vcpu` into `out` (no allocation: trace

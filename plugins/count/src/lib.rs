@@ -144,7 +144,8 @@ impl Count {
         let (mut insns, mut blocks) = (self.sb.read(vcpu, INSNS), self.sb.read(vcpu, BLOCKS));
         let lens = self.slot_of.lock().unwrap_or_else(|e| e.into_inner()).1.clone();
         if !lens.is_empty() {
-            let runs = self.slots.read_all(vcpu);
+            let mut runs = vec![0u64; lens.len()];
+            self.slots.read_into(vcpu, &mut runs);
             for (n, len) in runs.iter().zip(&lens) {
                 insns = insns.wrapping_add(n.wrapping_mul(*len));
                 blocks = blocks.wrapping_add(*n);

@@ -143,7 +143,7 @@ struct PluginCache {
     /// The cached entry's index before masking (always valid: entry 0 is loaded at
     /// function entry).
     idx: Variable,
-    /// Its value, masked to `w`.
+    /// Its value, a variable of width `w`.
     val: Variable,
 }
 
@@ -224,13 +224,7 @@ pub(super) fn build(
         l.fb.def_var(bv, b0);
         l.budget_var = Some(bv);
         let plan = plan_plugin_memory(blocks);
-        // In a multi-block loop, a word only one block uses (count's per-block counter)
-        // stays in memory: one `add [mem], 1` per run of that block, off the loop's
-        // critical path, where a variable per block would compete for registers with
-        // the guest's (sort under count: 1.14x -> 1.09x). A word several blocks use
-        // (coverage's previous-block word) is a chain through the loop: a variable.
-        let promoted = |off: u32| blocks.len() == 1 || blocks_using(blocks, off) > 1;
-        for off in plan.scalars.into_iter().filter(|&o| promoted(o)) {
+        for off in plan.scalars {
             let var = l.fb.declare_var(types::I64);
             l.plugin_vars.push((off, var));
         }
@@ -330,7 +324,8 @@ fn stack_sites(b: &Block) -> Vec<usize> {
 /// How a looping function keeps plugin memory in variables (`plan_plugin_memory`).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct PluginPlan {
-    /// Offsets of 64-bit words accessed only as whole scalars (inline counters).
+    /// Offsets of 64-bit words accessed only as whole scalars (inline counters) and, in a
+    /// loop of several blocks, by more than one of them.
     scalars: Vec<u32>,
     /// Arrays `(offset, width, mask)` accessed only by index, all with that width and
     /// mask (an edge-coverage map): each gets a one-entry write-back cache.
@@ -340,41 +335,57 @@ struct PluginPlan {
 /// Which plugin memory `blocks` touch in a way that variables can hold: words used only
 /// as whole 64-bit scalars, and arrays used only through an index with one width and
 /// mask, none overlapping any other access.
+///
+/// In a loop of several blocks, a word only one block uses (count's per-block counter)
+/// stays in memory: one `add [mem], 1` per run of that block, off the loop's critical
+/// path, where a variable per block would compete with the guest's registers (sort under
+/// count: 1.14x -> 1.09x). A word several blocks use (coverage's previous-block word)
+/// chains them through the loop: a variable.
 fn plan_plugin_memory(blocks: &[&Block]) -> PluginPlan {
-    // Every access: (offset, width, index mask if indexed).
-    let mut acc: Vec<(u32, Width, Option<u32>)> = Vec::new();
+    type Kind = (u32, Width, Option<u32>);
+    let key = |a: &Kind| (a.0, a.1 as u8, a.2);
+    // Every kind of access, (offset, width, index mask if indexed), with how many blocks
+    // make it.
+    let mut acc: Vec<(Kind, usize)> = Vec::new();
     for b in blocks {
-        for op in &b.ops {
-            match *op {
+        let mut mine: Vec<Kind> = b
+            .ops
+            .iter()
+            .filter_map(|op| match *op {
                 Op::PluginLoad { w, off, idx, mask, .. }
-                | Op::PluginStore { w, off, idx, mask, .. } => {
-                    acc.push((off, w, idx.map(|_| mask)));
-                }
-                _ => {}
+                | Op::PluginStore { w, off, idx, mask, .. } => Some((off, w, idx.map(|_| mask))),
+                _ => None,
+            })
+            .collect();
+        mine.sort_unstable_by_key(key);
+        mine.dedup();
+        for a in mine {
+            match acc.iter_mut().find(|e| e.0 == a) {
+                Some(e) => e.1 += 1,
+                None => acc.push((a, 1)),
             }
         }
     }
-    acc.sort_unstable_by_key(|a| (a.0, a.1 as u8, a.2));
-    acc.dedup();
-    let range = |&(off, w, m): &(u32, Width, Option<u32>)| {
+    acc.sort_unstable_by_key(|e| key(&e.0));
+    let range = |&(off, w, m): &Kind| {
         let n = m.map_or(1, |m| u64::from(m) + 1);
         (u64::from(off), u64::from(off) + n * w.bytes() as u64)
     };
     // A kind of access qualifies when no *other* distinct access overlaps its bytes.
     let alone = |k: usize| {
-        let (a, b) = range(&acc[k]);
+        let (a, b) = range(&acc[k].0);
         acc.iter().enumerate().all(|(j, o)| {
-            let (c, d) = range(o);
+            let (c, d) = range(&o.0);
             j == k || d <= a || b <= c
         })
     };
     let mut plan = PluginPlan::default();
-    for (k, &a) in acc.iter().enumerate() {
+    for (k, &(a, users)) in acc.iter().enumerate() {
         if !alone(k) {
             continue;
         }
         match a {
-            (off, Width::W64, None) => plan.scalars.push(off),
+            (off, Width::W64, None) if blocks.len() == 1 || users > 1 => plan.scalars.push(off),
             (off, w, Some(mask)) => plan.arrays.push((off, w, mask)),
             _ => {}
         }
@@ -390,17 +401,6 @@ fn width_ty(w: Width) -> types::Type {
         Width::W32 => types::I32,
         Width::W64 => types::I64,
     }
-}
-
-/// How many of `blocks` access the plugin word at `off` as a scalar.
-fn blocks_using(blocks: &[&Block], off: u32) -> usize {
-    let uses = |op: &Op| match *op {
-        Op::PluginLoad { off: o, idx: None, .. } | Op::PluginStore { off: o, idx: None, .. } => {
-            o == off
-        }
-        _ => false,
-    };
-    blocks.iter().filter(|b| b.ops.iter().any(uses)).count()
 }
 
 /// Whether some direct exit of `b` goes to one of `pcs`.
@@ -1491,7 +1491,20 @@ mod tests {
         ]);
         let b = block(vec![load(Width::W16, 0x300, i, 0x7), store(Width::W64, 8, None, 0)]);
         let plan = plan_plugin_memory(&[&a, &b]);
-        assert_eq!(plan.scalars, vec![0, 8]);
+        assert_eq!(plan.arrays, vec![(0x100, Width::W8, 0xff)]);
+        // In a loop of several blocks, only words more than one block uses: 0 and 8 are
+        // each one block's (per-block counters), 0x10 (below) both blocks'.
+        assert_eq!(plan.scalars, Vec::<u32>::new());
+        let one = plan_plugin_memory(&[&a]);
+        assert_eq!(one.scalars, vec![0]);
+        assert_eq!(one.arrays, vec![(0x100, Width::W8, 0xff), (0x300, Width::W16, 0xf)]);
+        let shared = |mut b: Block| {
+            b.ops.push(store(Width::W64, 0x10, None, 0));
+            b
+        };
+        let (a2, b2) = (shared(a), shared(b));
+        let plan = plan_plugin_memory(&[&a2, &b2]);
+        assert_eq!(plan.scalars, vec![0x10]);
         assert_eq!(plan.arrays, vec![(0x100, Width::W8, 0xff)]);
         // A scalar inside an array's range disqualifies both.
         let c = block(vec![load(Width::W8, 0x100, i, 0xff), load(Width::W64, 0x108, None, 0)]);
