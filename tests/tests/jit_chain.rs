@@ -11,6 +11,7 @@ use blockscope::cpu::{slot, CpuState, Fault, Width};
 use blockscope::ir::{BinOp, Block, Cond, InsnMeta, Op, Slot, Term};
 use blockscope::mem::{Direct, DirectShared, GuestMemory, Prot};
 use jit_common::*;
+use std::sync::Arc;
 
 const A: u64 = 0x40_0000;
 const B: u64 = 0x40_0100;
@@ -64,7 +65,8 @@ fn interpret_loop(a: &Block, b: &Block, cpu: &mut CpuState) {
 fn linked_blocks_run_a_whole_loop_in_compiled_code() {
     let (a, b) = loop_blocks();
     let mut jit = Jit::new().unwrap();
-    let (ta, tb) = (jit.compile(&a).unwrap(), jit.compile(&b).unwrap());
+    let (ta, tb) =
+        (jit.compile(&Arc::new(a.clone())).unwrap(), jit.compile(&Arc::new(b.clone())).unwrap());
     let mut chain = ChainState::default();
     let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
     let mut cpu = Box::<CpuState>::default();
@@ -94,7 +96,8 @@ fn linked_blocks_run_a_whole_loop_in_compiled_code() {
 fn budget_returns_to_the_dispatcher_with_exact_state() {
     let (a, b) = loop_blocks();
     let mut jit = Jit::new().unwrap();
-    let (ta, tb) = (jit.compile(&a).unwrap(), jit.compile(&b).unwrap());
+    let (ta, tb) =
+        (jit.compile(&Arc::new(a.clone())).unwrap(), jit.compile(&Arc::new(b.clone())).unwrap());
     let mut chain = ChainState::default();
     let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
     let mut cpu = Box::<CpuState>::default();
@@ -124,7 +127,8 @@ fn budget_returns_to_the_dispatcher_with_exact_state() {
 fn kill_unlinks_every_exit_into_a_block() {
     let (a, b) = loop_blocks();
     let mut jit = Jit::new().unwrap();
-    let (ta, tb) = (jit.compile(&a).unwrap(), jit.compile(&b).unwrap());
+    let (ta, tb) =
+        (jit.compile(&Arc::new(a.clone())).unwrap(), jit.compile(&Arc::new(b.clone())).unwrap());
     let mut chain = ChainState::default();
     let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
     let mut cpu = Box::<CpuState>::default();
@@ -147,7 +151,8 @@ fn indirect_exits_use_the_vcpu_table() {
     // A: jump_indirect rcx.   B: rax = 7; jump OUT.
     let a = one_insn(A, vec![], Term::Indirect { target: RCX, is_ret: true }, 0);
     let b = one_insn(B, vec![Op::Const { dst: RAX, imm: 7 }], Term::Jump(OUT), 0);
-    let (ta, tb) = (jit.compile(&a).unwrap(), jit.compile(&b).unwrap());
+    let (ta, tb) =
+        (jit.compile(&Arc::new(a.clone())).unwrap(), jit.compile(&Arc::new(b.clone())).unwrap());
     let mut chain = ChainState::default();
     let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
     let mut cpu = Box::<CpuState>::default();
@@ -178,18 +183,18 @@ fn generations_never_link_to_each_other_and_cache_full_is_reported() {
     let (a, b) = loop_blocks();
     let opts = JitOptions { region_size: 4096, cache_limit: 3 * 4096 };
     let mut jit = Jit::with_options(opts).unwrap();
-    let ta = jit.compile(&a).unwrap();
+    let ta = jit.compile(&Arc::new(a.clone())).unwrap();
     let mut chain = ChainState::default();
     let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
     let mut cpu = Box::<CpuState>::default();
     let (_, lp) = ta.run_chained(&mut cpu, &mut mem, &mut chain);
     jit.flush().unwrap();
-    let tb = jit.compile(&b).unwrap();
+    let tb = jit.compile(&Arc::new(b.clone())).unwrap();
     assert_ne!(ta.generation().id(), tb.generation().id());
     assert!(!tb.link_from(&lp.unwrap()), "no links across generations");
     let mut full = false;
     for _ in 0..1000 {
-        match jit.compile(&b) {
+        match jit.compile(&Arc::new(b.clone())) {
             Ok(_) => {}
             Err(blockscope::backend::jit::JitError::CacheFull) => {
                 full = true;
@@ -201,7 +206,7 @@ fn generations_never_link_to_each_other_and_cache_full_is_reported() {
     assert!(full, "a bounded cache must fill up");
     assert!(jit.generation().code_bytes() <= 3 * 4096);
     jit.flush().unwrap();
-    assert!(jit.compile(&b).is_ok(), "a flushed cache accepts code again");
+    assert!(jit.compile(&Arc::new(b.clone())).is_ok(), "a flushed cache accepts code again");
 }
 
 /// A `Direct` memory with one RW page and one watched ("code") RW page. Address 0x10 is
@@ -261,7 +266,7 @@ fn direct_fast_path_matches_the_interpreter() {
         ),
     ];
     for (k, (b, want)) in cases.iter().enumerate() {
-        let tbc = jit.compile_for(b, mem.direct_accessors()).unwrap();
+        let tbc = jit.compile_for(&Arc::new(b.clone()), mem.direct_accessors()).unwrap();
         let mut ci = Box::<CpuState>::default();
         let ei = run_block(b, &mut ci, &mut mem);
         let wi = mem.take_code_writes();
@@ -278,4 +283,107 @@ fn direct_fast_path_matches_the_interpreter() {
         assert_eq!(cj.slots[slot::RIP as usize], ci.rip());
     }
     assert_eq!(mem.load(base + 8, Width::W32), Ok(0xdead_beef));
+}
+
+/// A slow access in compiled code (a fault, or a store to a watched code page) leaves the
+/// function with a resume exit: the interpreter finishes the block from that op. The
+/// block's temporaries defined before the access and read after it (by later ops, by a
+/// fix-up, by the terminator) must reach the interpreter, and in a region the block
+/// resumed must be the one that made the access. Each case runs compiled (alone and as
+/// the second block of a two-block region) and interpreted, from the same state.
+#[test]
+fn resume_exits_hand_the_rest_of_the_block_to_the_interpreter() {
+    let (mut mem, base) = direct_mem();
+    let code_page = base + 4096;
+    let mut jit = Jit::new().unwrap();
+    let t = Slot::temp;
+    const B: u64 = A + 0x100;
+    // insn 0: t0 = rcx + 5 (read after the access); rax = 7 (dirty); t2 = rax + 1 (a
+    //         pending flag result, committed by insn 1's fix-up)
+    // insn 1: store [addr] <- rcx (or load); rbx = t0 * 3
+    // insn 2: rcx = t0 ^ rbx; terminator branches on t1 (defined in insn 0)
+    let mk = |pc: u64, addr: u64, store: bool| {
+        let mut ops = vec![
+            Op::BinImm { op: BinOp::Add, w: Width::W64, dst: t(0), a: RCX, imm: 5 },
+            Op::Const { dst: RAX, imm: 7 },
+            Op::BinImm { op: BinOp::Add, w: Width::W64, dst: t(2), a: RAX, imm: 1 },
+            Op::CmpImm { cc: Cond::Ne, w: Width::W64, dst: t(1), a: RCX, imm: 0 },
+        ];
+        let i1 = ops.len() as u32;
+        ops.push(Op::Const { dst: t(3), imm: addr });
+        ops.push(if store {
+            Op::Store { w: Width::W64, addr: t(3), val: RCX }
+        } else {
+            Op::Load { w: Width::W64, dst: Slot(slot::RDX), addr: t(3) }
+        });
+        ops.push(Op::BinImm { op: BinOp::Mul, w: Width::W64, dst: RBX, a: t(0), imm: 3 });
+        let i2 = ops.len() as u32;
+        ops.push(Op::Bin { op: BinOp::Xor, w: Width::W64, dst: RCX, a: t(0), b: RBX });
+        Block {
+            pc,
+            end: pc + 12,
+            ops,
+            insns: vec![
+                InsnMeta { pc, len: 4, first_op: 0 },
+                InsnMeta { pc: pc + 4, len: 4, first_op: i1 },
+                InsnMeta { pc: pc + 8, len: 4, first_op: i2 },
+            ],
+            term: Term::Branch { c: t(1), taken: OUT, not_taken: OUT + 0x40 },
+            temps: 4,
+            fixups: vec![(1, vec![Op::Mov { dst: Slot(slot::CC_RES), src: t(2) }])],
+        }
+    };
+    let head = one_insn(A, vec![Op::Const { dst: Slot(slot::RSI), imm: 1 }], Term::Jump(B), 0);
+    let cases = [
+        (code_page + 8, true, BlockExit::CodeWritten),
+        (
+            0x10,
+            true,
+            BlockExit::Fault { fault: Fault::PageFault { addr: 0x10, code: 6 }, next: B + 8 },
+        ),
+        (
+            0x10,
+            false,
+            BlockExit::Fault { fault: Fault::PageFault { addr: 0x10, code: 4 }, next: B + 8 },
+        ),
+        (base + 16, true, BlockExit::Jump(OUT)),
+    ];
+    let before = blockscope::backend::jit::slow_accesses();
+    let mut resumed = 0;
+    for (k, &(addr, store, want)) in cases.iter().enumerate() {
+        let b = mk(B, addr, store);
+        let mut start = Box::<CpuState>::default();
+        start.slots[RCX.0 as usize] = 0x55;
+        // The interpreter: the head block, then the block.
+        let mut ci = start.clone();
+        run_block(&head, &mut ci, &mut mem);
+        let ei = run_block(&b, &mut ci, &mut mem);
+        let wi = mem.take_code_writes();
+        mem.watch_code(code_page, code_page + 16);
+        // Compiled alone, and as the second block of a region entered at the head.
+        let alone = jit.compile_for(&Arc::new(b.clone()), mem.direct_accessors()).unwrap();
+        let (ha, ba) = (Arc::new(head.clone()), Arc::new(b.clone()));
+        let region = jit.compile_region(&[&ha, &ba], mem.direct_accessors()).unwrap();
+        for (what, code, from_head) in [("alone", &alone, false), ("region", &region, true)] {
+            let mut cj = start.clone();
+            if !from_head {
+                run_block(&head, &mut cj, &mut mem);
+            }
+            let mut chain = ChainState::default();
+            chain.budget = 8;
+            let (ej, _) = code.run_chained(&mut cj, &mut mem, &mut chain);
+            let wj = mem.take_code_writes();
+            mem.watch_code(code_page, code_page + 16);
+            assert_eq!((ei, ej), (want, want), "case {k} {what}");
+            assert_eq!(wi, wj, "case {k} {what}: code writes");
+            assert_eq!(ci.slots[..64], cj.slots[..64], "case {k} {what}: guest slots");
+            if want != BlockExit::Jump(OUT) {
+                resumed += 1;
+            }
+        }
+    }
+    assert_eq!(mem.load(base + 16, Width::W64), Ok(0x55));
+    assert_eq!(mem.load(code_page + 8, Width::W64), Ok(0x55));
+    // Every slow case left through a resume exit (other tests may add to the counter).
+    assert!(blockscope::backend::jit::slow_accesses() - before >= resumed);
 }

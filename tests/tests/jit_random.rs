@@ -14,6 +14,7 @@ use blockscope::backend::jit::Jit;
 use blockscope::cpu::{Fault, Width, GUEST_SLOTS};
 use blockscope::ir::{verify, AtomicOp, BinOp, Block, Cond, InsnMeta, Op, Slot, Term, UnOp};
 use jit_common::*;
+use std::sync::Arc;
 
 const BINOPS: [BinOp; 17] = [
     BinOp::Add,
@@ -428,7 +429,7 @@ fn random_self_loops_agree_with_repeated_interpretation() {
                 "budget {k}: interp {ei:?}, jit {ej:?}\n{diff:?}\nlogs {:?}\n vs {:?}\n{b}\n{}",
                 mi.log,
                 mj.log,
-                jit.clif(&b).unwrap_or_default()
+                jit.clif(&Arc::new(b.clone())).unwrap_or_default()
             );
         }
     }
@@ -461,7 +462,8 @@ fn random_regions_agree_with_interpreting_their_blocks() {
                 }
             })
             .collect();
-        let refs: Vec<&Block> = blocks.iter().collect();
+        let owned: Vec<Arc<Block>> = blocks.iter().cloned().map(Arc::new).collect();
+        let refs: Vec<&Arc<Block>> = owned.iter().collect();
         let tb = match jit.compile_region(&refs, None) {
             Ok(tb) => tb,
             Err(e) => panic!("region {n}: {e}"),
@@ -567,7 +569,7 @@ fn one_block_loops_with_an_edge_map_agree_with_interpreting() {
             m.first_op += added;
         }
         verify(&b).unwrap_or_else(|e| panic!("loop {n}: {e}\n{b}"));
-        let tb = match jit.compile_region(&[&b], None) {
+        let tb = match jit.compile_region(&[&Arc::new(b.clone())], None) {
             Ok(tb) => tb,
             Err(e) => panic!("loop {n}: {e}"),
         };
@@ -674,7 +676,8 @@ fn random_regions_with_indirect_edges_agree_with_interpreting_their_blocks() {
                 t
             })
             .collect();
-        let refs: Vec<&Block> = blocks.iter().collect();
+        let owned: Vec<Arc<Block>> = blocks.iter().cloned().map(Arc::new).collect();
+        let refs: Vec<&Arc<Block>> = owned.iter().collect();
         let tb = match jit.compile_region_with(&refs, &indirect, None) {
             Ok(tb) => tb,
             Err(e) => panic!("region {n}: {e}"),

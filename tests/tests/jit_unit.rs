@@ -252,7 +252,7 @@ fn panicking_helper_panics_out_of_run() {
         Term::Jump(0x9999),
         vec![],
     );
-    let tb = jit.compile(&b).expect("compile");
+    let tb = jit.compile(&Arc::new(b.clone())).expect("compile");
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tb.run(&mut cpu, &mut mem)));
     let err = r.expect_err("the helper's panic must reach the caller");
     assert_eq!(err.downcast_ref::<&str>(), Some(&"helper panicked on purpose"));

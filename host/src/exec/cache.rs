@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 /// A translation block as cached.
 pub struct Tb {
     /// The IR (after plugin injection).
-    pub block: Block,
+    pub block: Arc<Block>,
     /// The decoded guest instructions (for plugin views and tracing).
     pub insns: Vec<Instruction>,
     /// Set when the block is a #UD raised because no lifter handles the instruction.
@@ -134,7 +134,7 @@ impl Engine {
             mem.watch_code(s, e);
         }
         let tb = Arc::new(Tb {
-            block,
+            block: Arc::new(block),
             insns,
             unimplemented,
             execs: AtomicU32::new(0),

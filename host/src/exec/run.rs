@@ -40,10 +40,11 @@ fn jc_index(pc: u64) -> usize {
     (pc.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - JC_BITS)) as usize
 }
 
-/// One jump cache entry. The pc is checked in the TB itself: the run loop touches the TB
-/// right after anyway, and 8-byte entries keep the table at 128 KiB.
+/// One jump cache entry. The pc sits next to the TB pointer: checking it in the TB would
+/// put a second dependent cache miss (the TB, then its block) on every block run.
 #[derive(Clone, Default)]
 struct JcEntry {
+    pc: u64,
     tb: Option<Arc<Tb>>,
 }
 
@@ -106,9 +107,9 @@ impl<M: GuestMemory> Vcpu<M> {
             }
             let idx = jc_index(pc);
             let e = &mut self.jc[idx];
-            if e.tb.as_ref().is_none_or(|t| t.block.pc != pc) {
+            if e.pc != pc || e.tb.is_none() {
                 match self.engine.lookup(pc, &mut self.mem, stop) {
-                    Ok(tb) => *e = JcEntry { tb: Some(tb) },
+                    Ok(tb) => *e = JcEntry { pc, tb: Some(tb) },
                     Err(fault) => return Exit::Fault { fault, pc, next: pc },
                 }
             }

@@ -450,7 +450,7 @@ fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAcc
         head.jit.region_state.store(FAILED, Ordering::Relaxed);
         return;
     }
-    let blocks: Vec<&Block> = members.iter().map(|t| &t.block).collect();
+    let blocks: Vec<&Arc<Block>> = members.iter().map(|t| &t.block).collect();
     // Each member's hot indirect targets inside the region: its indirect terminator jumps
     // straight to them.
     let indirect: Vec<Vec<u64>> = members

@@ -11,6 +11,7 @@ use blockscope::ir::{Block, HelperCx, HelperDesc, PluginCall, PluginSite};
 use blockscope::mem::{GuestMemory, RmwOp};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Guest address of the scratch buffer.
 pub const MEM_BASE: u64 = 0x10_0000;
@@ -380,10 +381,13 @@ pub fn compare(
 
 /// Compile `b`, panicking with the block and its CLIF on failure.
 pub fn compile(jit: &mut Jit, b: &Block) -> CompiledTb {
-    match jit.compile(b) {
+    match jit.compile(&Arc::new(b.clone())) {
         Ok(tb) => tb,
         Err(e) => {
-            panic!("compile failed: {e}\n{b}\n{}", jit.clif(b).unwrap_or_else(|e| e.to_string()))
+            panic!(
+                "compile failed: {e}\n{b}\n{}",
+                jit.clif(&Arc::new(b.clone())).unwrap_or_else(|e| e.to_string())
+            )
         }
     }
 }
@@ -416,7 +420,7 @@ pub fn assert_tb(
             "interpreter and JIT disagree ({what}):\n  {}\n{b}\nfixups: {:?}\nCLIF:\n{}",
             diffs.join("\n  "),
             b.fixups,
-            jit.clif(b).unwrap_or_else(|e| e.to_string())
+            jit.clif(&Arc::new(b.clone())).unwrap_or_else(|e| e.to_string())
         );
     }
     oi

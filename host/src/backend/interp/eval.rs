@@ -240,7 +240,20 @@ fn run_fixups(b: &Block, insn: usize, cpu: &mut CpuState, mem: &mut dyn GuestMem
 
 /// Run one block. On return `%rip` holds the pc the exit names.
 pub fn run_block(b: &Block, cpu: &mut CpuState, mem: &mut dyn GuestMemory) -> BlockExit {
-    match exec_ops(&b.ops, 0, cpu, mem) {
+    run_block_from(b, 0, cpu, mem)
+}
+
+/// Run block `b` on from op `start`, with the slots (temporaries included) as the ops
+/// before it left them: the JIT's resume exit hands a block over here when an access
+/// needs the slow path. On return `%rip` holds the pc the exit names.
+pub fn run_block_from(
+    b: &Block,
+    start: usize,
+    cpu: &mut CpuState,
+    mem: &mut dyn GuestMemory,
+) -> BlockExit {
+    let start = start.min(b.ops.len());
+    match exec_ops(&b.ops[start..], start, cpu, mem) {
         Stop::Done => {}
         Stop::Exit(pc) => {
             cpu.set_rip(pc);

@@ -2,4 +2,4 @@
 
 mod eval;
 
-pub use eval::{eval_bin, eval_un, run_block};
+pub use eval::{eval_bin, eval_un, run_block, run_block_from};

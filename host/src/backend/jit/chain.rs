@@ -26,6 +26,7 @@
 
 use super::code::CodeRegion;
 use super::exits::FaultSite;
+use crate::ir::Block;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -93,6 +94,8 @@ pub struct CodeGen {
     regions: Mutex<Vec<Arc<CodeRegion>>>,
     slots: Mutex<Vec<Box<ExitSlot>>>,
     sites: Mutex<Vec<Box<FaultSite>>>,
+    /// Blocks resume exits hand to the interpreter.
+    blocks: Mutex<Vec<Arc<Block>>>,
     /// Host address of the `fn(ctx, cpu, entry) -> u64` trampoline (0 until compiled).
     trampoline: AtomicUsize,
     /// Host addresses of the preserve-all wrappers of `rt_load` and `rt_store` (0 until
@@ -109,6 +112,7 @@ impl CodeGen {
             regions: Mutex::new(Vec::new()),
             slots: Mutex::new(Vec::new()),
             sites: Mutex::new(Vec::new()),
+            blocks: Mutex::new(Vec::new()),
             trampoline: AtomicUsize::new(0),
             preserve_all: [AtomicUsize::new(0), AtomicUsize::new(0)],
             used: AtomicUsize::new(0),
@@ -143,9 +147,17 @@ impl CodeGen {
         clippy::vec_box,
         reason = "generated code embeds each element's address: it must never move"
     )]
-    pub(super) fn adopt(&self, slots: Vec<Box<ExitSlot>>, sites: Vec<Box<FaultSite>>) {
+    pub(super) fn adopt(
+        &self,
+        slots: Vec<Box<ExitSlot>>,
+        sites: Vec<Box<FaultSite>>,
+        blocks: Vec<Arc<Block>>,
+    ) {
         self.slots.lock().unwrap_or_else(|e| e.into_inner()).extend(slots);
         self.sites.lock().unwrap_or_else(|e| e.into_inner()).extend(sites);
+        if !blocks.is_empty() {
+            self.blocks.lock().unwrap_or_else(|e| e.into_inner()).extend(blocks);
+        }
     }
 
     pub(super) fn set_trampoline(&self, p: usize) {

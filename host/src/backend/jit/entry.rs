@@ -150,6 +150,7 @@ impl CompiledTb {
             ret_status: 0,
             spent_in_loop: 0,
             ind_src: 0,
+            resume: std::ptr::null(),
         };
         let tramp = self.gen.trampoline();
         debug_assert_ne!(tramp, 0, "generation without a trampoline");
@@ -176,6 +177,15 @@ impl CompiledTb {
                     ind_src: ctx.ind_src,
                 };
                 (e, last, end)
+            }
+            Decoded::Resume { op } => {
+                // SAFETY: a resume exit stores the address of a block its generation keeps
+                // alive (`ExitData::blocks`), and `self.gen` keeps the generation alive.
+                let block = unsafe { &*ctx.resume };
+                super::SLOW_ACCESSES.fetch_add(1, Ordering::Relaxed);
+                let e = crate::backend::interp::run_block_from(block, op, cpu, mem);
+                let end = RunEnd { budget: ctx.budget, spent_in_loop: false, ind_src: 0 };
+                (e, None, end)
             }
             // A PANIC exit always has a parked payload (taken above); an unknown code is a
             // lowering bug, reported the same way.

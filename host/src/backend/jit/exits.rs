@@ -29,6 +29,12 @@ pub(super) mod kind {
     pub const FAULT: u64 = 6;
     /// A shim caught a panic; `entry` re-raises it.
     pub const PANIC: u64 = 7;
+    /// An access the code could not do inline: the interpreter runs the block named by
+    /// `JitCtx::resume` on from op `code >> BITS` (its state is in `CpuState`, temporaries
+    /// included).
+    pub const RESUME: u64 = 8;
+    /// Bits of the kind in a returned code; a resume exit's op index sits above them.
+    pub const BITS: u32 = 8;
 }
 
 /// One place where compiled code can leave with a fault.
@@ -45,6 +51,11 @@ pub(super) struct FaultSite {
 pub(super) enum Decoded {
     /// A normal exit.
     Exit(BlockExit),
+    /// The interpreter finishes the block from op `op` (`kind::RESUME`).
+    Resume {
+        /// Index of the op to resume at.
+        op: usize,
+    },
     /// A shim panicked.
     Panic,
 }
@@ -57,7 +68,7 @@ pub(super) fn decode(
     site: Option<FaultSite>,
     pending: Option<Fault>,
 ) -> Decoded {
-    Decoded::Exit(match code {
+    Decoded::Exit(match code & ((1 << kind::BITS) - 1) {
         kind::JUMP => BlockExit::Jump(rip),
         kind::INDIRECT => BlockExit::Indirect { pc: rip, is_ret: false },
         kind::RET => BlockExit::Indirect { pc: rip, is_ret: true },
@@ -72,6 +83,7 @@ pub(super) fn decode(
             let fault = site.fault.or(pending).unwrap_or(Fault::GeneralProtection(0));
             BlockExit::Fault { fault, next: site.next }
         }
+        kind::RESUME => return Decoded::Resume { op: (code >> kind::BITS) as usize },
         _ => return Decoded::Panic,
     })
 }

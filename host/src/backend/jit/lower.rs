@@ -36,11 +36,16 @@
 //! headers, and every slot any block writes is counted dirty; a back edge reloads what a
 //! state-writing helper made it forget.
 //!
-//! User-mode fast path (`direct`): a load or store first calls `mem::direct`'s raw
-//! accessor for its width straight from the generated code; only when that reports a
-//! non-zero status (a fault, or a write to a write-protected code page) is the access
-//! redone through the generic shim, which produces the exact fault or code-write outcome.
-//! The two paths rejoin, the only place where the function is not a tree.
+//! User-mode fast path (`direct`): with a page map, a load or store checks the map bytes
+//! of its first and last page inline and, when they allow it, is one host access. When
+//! they do not (a fault, a write to a code page), the cold path is a *resume exit*: it
+//! stores the dirty guest slots and the temporaries the rest of the block reads, and
+//! returns `kind::RESUME`; `entry` then has the interpreter run the block on from that op,
+//! with its exact fault and code-write handling. (Before, the cold path called the shim
+//! and carried a copy of the rest of the instruction for the code-write case: a third of
+//! all generated code, and of compile time.) Without a page map, the access calls the raw
+//! accessor for its width and, on a non-zero status, is redone through the generic shim;
+//! the two paths rejoin, the only place where the function is not a tree.
 
 use super::arith;
 use super::chain::{ExitSlot, IND_SHIFT, IND_SIZE, SLOT_TARGET};
@@ -48,7 +53,7 @@ use super::exits::{kind, FaultSite};
 use super::regs::{Regs, SlotState};
 use super::rt::{
     rmw_code, status, RtFn, CTX_BUDGET, CTX_FAULT_SITE, CTX_IND_SRC, CTX_IND_TABLE, CTX_LAST_EXIT,
-    CTX_RET_STATUS, CTX_RET_VALUE, CTX_SPENT_IN_LOOP,
+    CTX_RESUME, CTX_RET_STATUS, CTX_RET_VALUE, CTX_SPENT_IN_LOOP,
 };
 use crate::cpu::{Fault, Width};
 use crate::ir::{Block, Op, Slot, Term};
@@ -61,6 +66,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 
 /// What `build` hands back: the data the code refers to by address. The boxes must be
 /// kept alive (by the code generation) for as long as the code can run.
@@ -71,6 +77,8 @@ use std::sync::atomic::AtomicUsize;
 pub(super) struct ExitData {
     pub slots: Vec<Box<ExitSlot>>,
     pub sites: Vec<Box<FaultSite>>,
+    /// The blocks a resume exit names (`kind::RESUME`): the interpreter finishes them.
+    pub blocks: Vec<Arc<Block>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +90,7 @@ enum Mode {
 
 struct Lower<'a, 'f> {
     fb: FunctionBuilder<'f>,
-    b: &'a Block,
+    b: &'a Arc<Block>,
     regs: Regs,
     ctx: Value,
     cpu: Value,
@@ -94,6 +102,9 @@ struct Lower<'a, 'f> {
     tail_sig: SigRef,
     direct: Option<DirectAccessors>,
     panic_block: Option<ir::Block>,
+    /// The one `return`: every exit that returns to the dispatcher jumps here with its
+    /// code, so the epilogue (restoring the callee-saved registers) is emitted once.
+    ret_block: Option<ir::Block>,
     /// Loop headers of the region's blocks by pc (empty when not looping).
     heads: Vec<(u64, ir::Block)>,
     /// The slot state at every loop header.
@@ -155,7 +166,7 @@ struct PluginCache {
 pub(super) fn build(
     func: &mut ir::Function,
     fctx: &mut FunctionBuilderContext,
-    blocks: &[&Block],
+    blocks: &[&Arc<Block>],
     indirect: &[Vec<u64>],
     direct: Option<DirectAccessors>,
     preserve_all: [usize; 2],
@@ -175,7 +186,7 @@ pub(super) fn build(
         regs: Regs::new(cpu, temps),
         ctx,
         cpu,
-        data: ExitData { slots: Vec::new(), sites: Vec::new() },
+        data: ExitData { slots: Vec::new(), sites: Vec::new(), blocks: Vec::new() },
         slot_of_pc: HashMap::new(),
         site_of: HashMap::new(),
         sigs: Vec::new(),
@@ -183,6 +194,7 @@ pub(super) fn build(
         tail_sig,
         direct,
         panic_block: None,
+        ret_block: None,
         heads: Vec::new(),
         head_st: SlotState::default(),
         no_chain: false,
@@ -223,7 +235,8 @@ pub(super) fn build(
         let b0 = l.fb.ins().load(types::I64, MemFlagsData::trusted(), ctx, CTX_BUDGET);
         l.fb.def_var(bv, b0);
         l.budget_var = Some(bv);
-        let plan = plan_plugin_memory(blocks);
+        let refs: Vec<&Block> = blocks.iter().map(|b| &***b).collect();
+        let plan = plan_plugin_memory(&refs);
         for off in plan.scalars {
             let var = l.fb.declare_var(types::I64);
             l.plugin_vars.push((off, var));
@@ -265,7 +278,11 @@ pub(super) fn build(
         // One shared exit for every shim that caught a panic: nothing to write back, the
         // panic is re-raised by `entry`.
         l.fb.switch_to_block(p);
-        let c = l.konst(kind::PANIC);
+        l.ret(kind::PANIC);
+    }
+    if let Some(r) = l.ret_block {
+        l.fb.switch_to_block(r);
+        let c = l.fb.block_params(r)[0];
         l.fb.ins().return_(&[c]);
     }
     l.fb.seal_all_blocks();
@@ -418,6 +435,39 @@ fn exits_to(b: &Block, pcs: &[u64]) -> bool {
 }
 
 /// Guest slots `b`'s ops and terminator mention, and those its ops write.
+/// The temporaries defined before op `i` of `b` that op `i`, the ops after it, their
+/// fix-ups or the terminator read: what a resume exit at `i` must hand the interpreter.
+fn live_temps(b: &Block, i: usize) -> Vec<u16> {
+    let temp_bit = |s: Slot| (!s.is_guest()).then(|| s.index() - crate::cpu::GUEST_SLOTS);
+    let mut defined = vec![false; b.temps as usize];
+    for op in &b.ops[..i.min(b.ops.len())] {
+        if let Some(t) = op.dst().and_then(temp_bit) {
+            if let Some(d) = defined.get_mut(t) {
+                *d = true;
+            }
+        }
+    }
+    let mut live = vec![false; b.temps as usize];
+    let mut mark = |s: Slot| {
+        if let Some(t) = temp_bit(s) {
+            if defined.get(t).copied().unwrap_or(false) {
+                live[t] = true;
+            }
+        }
+    };
+    let k = b.insn_of_op(i);
+    let fixups = b.fixups.iter().filter(|f| f.0 as usize >= k).flat_map(|f| f.1.iter());
+    for op in b.ops[i.min(b.ops.len())..].iter().chain(fixups) {
+        op.for_each_src(&mut mark);
+    }
+    match b.term {
+        Term::Branch { c, .. } => mark(c),
+        Term::Indirect { target, .. } => mark(target),
+        _ => {}
+    }
+    (0..b.temps).filter(|&t| live[t as usize]).map(|t| t + crate::cpu::GUEST_SLOTS as u16).collect()
+}
+
 fn guest_slots(b: &Block) -> (u64, u64) {
     let (mut used, mut written) = (0u64, 0u64);
     let mut note = |s: Slot, w: bool| {
@@ -501,7 +551,17 @@ impl Lower<'_, '_> {
             self.store_ctx(b, CTX_BUDGET);
         }
         let c = self.konst(code);
-        self.fb.ins().return_(&[c]);
+        let r = match self.ret_block {
+            Some(r) => r,
+            None => {
+                let r = self.fb.create_block();
+                self.fb.append_block_param(r, types::I64);
+                self.fb.set_cold_block(r);
+                self.ret_block = Some(r);
+                r
+            }
+        };
+        self.fb.ins().jump(r, &[c.into()]);
     }
 
     /// The chain budget left.
@@ -730,37 +790,35 @@ impl Lower<'_, '_> {
         self.site_caches.get(&(self.cur, i)).copied()
     }
 
-    /// The end of a tree-shaped slow path of op `i` (mode `Normal`): a fault leaves at
-    /// the instruction, a panic through the shared exit; a completed access (with or
-    /// without a code write) puts its value in `dst`, runs the rest of the instruction
-    /// here and leaves before the next one, as after a code write. The hot path thus has
-    /// no join after an access, so no register moves on it for the cold path's sake.
-    fn finish_slow(
-        &mut self,
-        status: Value,
-        value: Value,
-        dst: Option<Slot>,
-        i: usize,
-        st: &SlotState,
-    ) {
-        let is_fault = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::FAULT as i64);
-        let other = self.branch_cold(is_fault);
-        self.fb.set_cold_block(other);
+    /// The slow path of a tree-shaped access, op `i` (mode `Normal`): leave the function
+    /// with the block's state as it is just before op `i` (dirty guest slots and the
+    /// temporaries the rest of the block reads, stored where the interpreter keeps them),
+    /// and let the interpreter run the block on from op `i` (`kind::RESUME`), doing the
+    /// access with its exact fault and code-write handling. The cold path is a few stores:
+    /// no shim call, no status dispatch, no copy of the rest of the instruction. Slow
+    /// accesses are rare (none in the benchmark workloads), so code size, which is compile
+    /// time, matters more here than the cost of the exit.
+    fn resume_exit(&mut self, i: usize, st: &SlotState) {
         let mut s2 = *st;
-        self.on_fault(i, Mode::Normal, None, &mut s2);
-        self.fb.switch_to_block(other);
-        let is_panic = self.fb.ins().icmp_imm_s(IntCC::Equal, status, status::PANIC as i64);
-        let done = self.fb.create_block();
-        let panic_blk = self.panic_exit();
-        self.fb.ins().brif(is_panic, panic_blk, &[], done, &[]);
-        self.fb.seal_block(done);
-        self.fb.set_cold_block(done);
-        self.fb.switch_to_block(done);
-        let mut s2 = *st;
-        if let Some(d) = dst {
-            self.write(&mut s2, d, value);
+        for t in live_temps(self.b, i) {
+            let v = self.read(&mut s2, Slot(t));
+            self.regs.store_slot(&mut self.fb, t as usize, v);
         }
-        self.on_code_written(i, Mode::Normal, &mut s2);
+        self.regs.write_back(&mut self.fb, &mut s2);
+        let k = self.b.insn_of_op(i);
+        let pc = self.b.insns.get(k).map_or(self.b.pc, |m| m.pc);
+        let rip = self.konst(pc);
+        self.regs.store_rip(&mut self.fb, rip);
+        let idx = match self.data.blocks.iter().position(|b| Arc::ptr_eq(b, self.b)) {
+            Some(idx) => idx,
+            None => {
+                self.data.blocks.push(self.b.clone());
+                self.data.blocks.len() - 1
+            }
+        };
+        let blk = self.konst(Arc::as_ptr(&self.data.blocks[idx]) as u64);
+        self.store_ctx(blk, CTX_RESUME);
+        self.ret(kind::RESUME | (i as u64) << kind::BITS);
     }
 
     /// The shared exit for shims that caught a panic.
@@ -839,9 +897,7 @@ impl Lower<'_, '_> {
                 if let Some(map) = self.tree_map(mode) {
                     let cache = self.site_cache(i);
                     let v = self.inline_access(map, w, a, None, cache, move |l: &mut Self| {
-                        let wv = l.konst(w as u64);
-                        let (v, s) = l.call_mem_slow(RtFn::Load, &[a, wv]);
-                        l.finish_slow(s, v, Some(dst), i, &st0);
+                        l.resume_exit(i, &st0);
                         None
                     });
                     self.write(st, dst, v);
@@ -868,9 +924,7 @@ impl Lower<'_, '_> {
                 if let Some(map) = self.tree_map(mode) {
                     let cache = self.site_cache(i);
                     self.inline_access(map, w, a, Some(v), cache, move |l: &mut Self| {
-                        let wv = l.konst(w as u64);
-                        let (r, s) = l.call_mem_slow(RtFn::Store, &[a, wv, v]);
-                        l.finish_slow(s, r, None, i, &st0);
+                        l.resume_exit(i, &st0);
                         None
                     });
                     return;

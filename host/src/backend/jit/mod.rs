@@ -195,7 +195,7 @@ impl Jit {
     }
 
     /// Compile one block; loads and stores go through `GuestMemory`.
-    pub fn compile(&mut self, b: &Block) -> Result<CompiledTb, JitError> {
+    pub fn compile(&mut self, b: &Arc<Block>) -> Result<CompiledTb, JitError> {
         self.compile_for(b, None)
     }
 
@@ -204,7 +204,7 @@ impl Jit {
     /// `direct_accessors()` is `Some`.
     pub fn compile_for(
         &mut self,
-        b: &Block,
+        b: &Arc<Block>,
         direct: Option<DirectAccessors>,
     ) -> Result<CompiledTb, JitError> {
         self.compile_region_with(&[b], &[], direct)
@@ -215,7 +215,7 @@ impl Jit {
     /// again, optimised, as a hot region.
     pub fn compile_baseline(
         &mut self,
-        b: &Block,
+        b: &Arc<Block>,
         direct: Option<DirectAccessors>,
     ) -> Result<CompiledTb, JitError> {
         self.compile_with(&[b], &[], direct, true)
@@ -228,7 +228,7 @@ impl Jit {
     /// be killed when any of the blocks is invalidated.
     pub fn compile_region(
         &mut self,
-        blocks: &[&Block],
+        blocks: &[&Arc<Block>],
         direct: Option<DirectAccessors>,
     ) -> Result<CompiledTb, JitError> {
         let pcs: Vec<u64> =
@@ -242,7 +242,7 @@ impl Jit {
     /// target leaves the function as usual.
     pub fn compile_region_with(
         &mut self,
-        blocks: &[&Block],
+        blocks: &[&Arc<Block>],
         indirect: &[Vec<u64>],
         direct: Option<DirectAccessors>,
     ) -> Result<CompiledTb, JitError> {
@@ -251,7 +251,7 @@ impl Jit {
 
     fn compile_with(
         &mut self,
-        blocks: &[&Block],
+        blocks: &[&Arc<Block>],
         indirect: &[Vec<u64>],
         direct: Option<DirectAccessors>,
         quick: bool,
@@ -271,7 +271,7 @@ impl Jit {
         }
         let bytes = code.code_buffer().to_vec();
         let entry = self.place(&bytes, pc)?;
-        self.gen.adopt(data.slots, data.sites);
+        self.gen.adopt(data.slots, data.sites, data.blocks);
         Ok(CompiledTb::new(entry, self.gen.clone(), bytes.len(), pc, direct.is_some()))
     }
 
@@ -370,7 +370,7 @@ impl Jit {
     }
 
     /// The Cranelift IR for `b` before optimisation (for dumps and failing tests).
-    pub fn clif(&mut self, b: &Block) -> Result<String, JitError> {
+    pub fn clif(&mut self, b: &Arc<Block>) -> Result<String, JitError> {
         self.build(&[b], &[], None)?;
         Ok(self.cg.func.display().to_string())
     }
@@ -378,7 +378,7 @@ impl Jit {
     /// Lower `blocks` (a region entered at the first) into `self.cg.func`.
     fn build(
         &mut self,
-        blocks: &[&Block],
+        blocks: &[&Arc<Block>],
         indirect: &[Vec<u64>],
         direct: Option<DirectAccessors>,
     ) -> Result<lower::ExitData, JitError> {

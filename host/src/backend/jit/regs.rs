@@ -5,7 +5,8 @@
 //! at exits, before helpers that read or write state, and on cold paths. Temporaries are
 //! variables too (cranelift-frontend turns them into plain SSA values; a block has no
 //! loops, so no phis appear). The `slots[GUEST_SLOTS..]` area the interpreter uses for
-//! temporaries is never touched.
+//! temporaries is written only by a resume exit, which hands the rest of the block to the
+//! interpreter (`lower::resume_exit`).
 //!
 //! Which slots are loaded and which are dirty is known at compile time, because a block is
 //! a tree: a straight main path with cold side paths that never rejoin it. `SlotState` is
@@ -39,7 +40,7 @@ pub(super) struct Regs {
 /// Byte offset of slot `s` in `CpuState`.
 fn slot_offset(s: usize) -> i32 {
     const BASE: usize = std::mem::offset_of!(CpuState, slots);
-    const _: () = assert!(BASE + GUEST_SLOTS * 8 < i32::MAX as usize);
+    const _: () = assert!(BASE + (crate::cpu::SLOT_MASK + 1) * 8 < i32::MAX as usize);
     (BASE + s * 8) as i32
 }
 
@@ -122,6 +123,13 @@ impl Regs {
     pub(super) fn forget(st: &mut SlotState) {
         debug_assert_eq!(st.dirty, 0, "forgetting dirty slots loses guest writes");
         *st = SlotState::default();
+    }
+
+    /// Store `v` to slot `s` of `CpuState` (a temporary, for the interpreter: a resume
+    /// exit hands it the block's state in the middle).
+    pub(super) fn store_slot(&self, fb: &mut FunctionBuilder<'_>, s: usize, v: Value) {
+        debug_assert!(s <= crate::cpu::SLOT_MASK, "slot {s} outside CpuState::slots");
+        fb.ins().store(MemFlagsData::trusted(), v, self.cpu, slot_offset(s));
     }
 
     /// Store `v` to `%rip` in `CpuState` directly (exits set it after the write-back).

@@ -43,7 +43,7 @@ pub(crate) mod status {
 }
 
 /// What the shims and the generated code work on during one run of compiled code. The
-/// fields up to `fault_site` are read or written by generated code at the `CTX_*` offsets.
+/// fields named by the `CTX_*` offsets are read or written by generated code.
 #[repr(C)]
 pub(crate) struct JitCtx<'a> {
     /// The vCPU state (the compiled code gets the same pointer as its second argument).
@@ -72,6 +72,9 @@ pub(crate) struct JitCtx<'a> {
     pub spent_in_loop: u64,
     /// Set by an indirect exit that returns to the run loop: the guest pc of its block.
     pub ind_src: u64,
+    /// Set by a resume exit: the block the interpreter finishes (kept alive by the code
+    /// generation, `ExitData::blocks`).
+    pub resume: *const crate::ir::Block,
 }
 
 /// Offsets of the `JitCtx` fields generated code uses.
@@ -82,6 +85,7 @@ pub(super) const CTX_FAULT_SITE: i32 = std::mem::offset_of!(JitCtx<'static>, fau
 pub(super) const CTX_RET_VALUE: i32 = std::mem::offset_of!(JitCtx<'static>, ret_value) as i32;
 pub(super) const CTX_RET_STATUS: i32 = std::mem::offset_of!(JitCtx<'static>, ret_status) as i32;
 pub(super) const CTX_IND_SRC: i32 = std::mem::offset_of!(JitCtx<'static>, ind_src) as i32;
+pub(super) const CTX_RESUME: i32 = std::mem::offset_of!(JitCtx<'static>, resume) as i32;
 pub(super) const CTX_SPENT_IN_LOOP: i32 =
     std::mem::offset_of!(JitCtx<'static>, spent_in_loop) as i32;
 
