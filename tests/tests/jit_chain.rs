@@ -387,3 +387,54 @@ fn resume_exits_hand_the_rest_of_the_block_to_the_interpreter() {
     // Every slow case left through a resume exit (other tests may add to the counter).
     assert!(blockscope::backend::jit::slow_accesses() - before >= resumed);
 }
+
+/// A quickly compiled block counts its runs: after enough of them one run returns at its
+/// entry, state untouched, with `hot_block` set (once: later runs go on normally). Once
+/// told to forward (`forward_to`), it runs the code it forwards to (here a different block
+/// at the same pc, to make the difference visible), until `clear_forward`.
+#[test]
+fn quick_code_asks_for_a_tier_up_once_then_forwards_to_the_optimised_code() {
+    let mut jit = Jit::new().unwrap();
+    let mut mem = ScratchMem::new(vec![0; MEM_LEN as usize]);
+    let add = |imm| {
+        let ops = vec![Op::BinImm { op: BinOp::Add, w: Width::W64, dst: RAX, a: RAX, imm }];
+        Arc::new(one_insn(A, ops, Term::Jump(OUT), 0))
+    };
+    let quick = jit.compile_baseline(&add(1), None).unwrap();
+    let mut chain = ChainState::default();
+    let mut cpu = Box::<CpuState>::default();
+    let (mut runs, mut hot) = (0u64, 0);
+    while runs < 1 << 20 {
+        cpu.set_rip(A);
+        let before = cpu.clone();
+        let (exit, _) = quick.run_chained(&mut cpu, &mut mem, &mut chain);
+        if chain.hot_block() {
+            hot += 1;
+            assert_eq!(exit, BlockExit::Jump(A), "a tier-up request leaves at the block");
+            assert_eq!(cpu.slots[..64], before.slots[..64], "and leaves the state untouched");
+            if hot == 1 {
+                runs = (1 << 20) - 1000; // a thousand more runs: no second request
+            }
+        } else {
+            assert_eq!(exit, BlockExit::Jump(OUT));
+        }
+        runs += 1;
+    }
+    assert_eq!(hot, 1, "exactly one tier-up request");
+    let rax = cpu.slots[RAX.0 as usize];
+    // Forward to another block at the same pc: the quick code now runs that one.
+    let other = jit.compile_region(&[&add(100)], None).unwrap();
+    assert!(quick.forward_to(&other));
+    cpu.set_rip(A);
+    assert_eq!(quick.run_chained(&mut cpu, &mut mem, &mut chain).0, BlockExit::Jump(OUT));
+    assert_eq!(cpu.slots[RAX.0 as usize], rax + 100, "forwarded");
+    quick.clear_forward();
+    cpu.set_rip(A);
+    quick.run_chained(&mut cpu, &mut mem, &mut chain);
+    assert_eq!(cpu.slots[RAX.0 as usize], rax + 101, "its own code again");
+    // Only code of the same pc (and generation) is accepted.
+    let elsewhere = jit.compile(&Arc::new(one_insn(B, vec![], Term::Jump(OUT), 0))).unwrap();
+    assert!(!quick.forward_to(&elsewhere));
+    // Optimised code (not quick) has no tier-up cell.
+    assert!(!other.forward_to(&quick));
+}

@@ -208,7 +208,10 @@ impl Engine {
             ("code cache flushes", j.flushes.load(Ordering::Relaxed)),
             ("slow accesses in jit code", crate::backend::jit::slow_accesses()),
         ];
-        rows.iter().map(|(k, v)| format!("{k:<28}{v:>14}\n")).collect()
+        let exits = super::tier::ExitReason::ALL
+            .iter()
+            .map(|&r| (r.label(), j.exits[r as usize].load(Ordering::Relaxed)));
+        rows.into_iter().chain(exits).map(|(k, v)| format!("{k:<28}{v:>14}\n")).collect()
     }
 
     /// Drop every TB overlapping `[start, end)`.

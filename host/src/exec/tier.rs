@@ -42,6 +42,9 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 const NOT_QUEUED: u8 = 0;
 const QUEUED: u8 = 1;
 const FAILED: u8 = 2;
+/// `region_state` only: the region is the block alone, compiled again optimised because
+/// it ran often (`ChainState::hot_block`). A loop region headed there may still replace it.
+const TIERED: u8 = 3;
 
 /// Most blocks in one hot region.
 const MAX_REGION_BLOCKS: usize = 16;
@@ -141,6 +144,9 @@ impl TbJit {
         if r.as_ref().is_some_and(|c| Arc::ptr_eq(c, code)) {
             *r = None;
             self.has_region.store(false, Ordering::Release);
+            if let Some(own) = self.code.get() {
+                own.clear_forward();
+            }
         }
     }
 
@@ -150,6 +156,7 @@ impl TbJit {
         self.dead.store(true, Ordering::SeqCst);
         if let Some(c) = self.code.get() {
             c.kill();
+            c.clear_forward();
         }
         if let Some(r) = self.region.lock().unwrap_or_else(|e| e.into_inner()).take() {
             r.kill();
@@ -183,6 +190,47 @@ pub struct EngineJit {
     pub regions: AtomicU64,
     /// Block runs in the interpreter (counted only with `Config::stats`).
     pub interpreted: AtomicU64,
+    /// Why compiled code returned to the run loop (counted only with `Config::stats`):
+    /// see `ExitReason`.
+    pub exits: [AtomicU64; ExitReason::COUNT],
+}
+
+/// Why compiled code returned to the run loop (`--stats`).
+#[derive(Clone, Copy, Debug)]
+pub enum ExitReason {
+    /// A direct exit whose target was not linked (not compiled yet, or just linked now).
+    Unlinked,
+    /// An indirect jump or call whose target was not in the vCPU's table.
+    IndirectMiss,
+    /// A return whose target was not in the vCPU's table.
+    ReturnMiss,
+    /// The chain budget ran out.
+    Budget,
+    /// A syscall, fault, halt or code write.
+    Other,
+}
+
+impl ExitReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 5;
+    /// Label for `--stats`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ExitReason::Unlinked => "exits: unlinked jump",
+            ExitReason::IndirectMiss => "exits: indirect miss",
+            ExitReason::ReturnMiss => "exits: return miss",
+            ExitReason::Budget => "exits: budget spent",
+            ExitReason::Other => "exits: syscall/fault/other",
+        }
+    }
+    /// Every reason, in `exits` order.
+    pub const ALL: [ExitReason; ExitReason::COUNT] = [
+        ExitReason::Unlinked,
+        ExitReason::IndirectMiss,
+        ExitReason::ReturnMiss,
+        ExitReason::Budget,
+        ExitReason::Other,
+    ];
 }
 
 /// The compile thread's work: a stack, so the blocks that became hot last (the loop the
@@ -233,8 +281,18 @@ impl Drop for EngineJit {
 struct Job {
     tb: Arc<Tb>,
     direct: Option<DirectAccessors>,
-    /// Compile the hot region headed by `tb` rather than `tb` alone.
-    region: bool,
+    what: JobKind,
+}
+
+/// What a compile job makes of its block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    /// The block's first, quick compile.
+    Block,
+    /// The hot region headed by the block, optimised.
+    Region,
+    /// The block alone again, optimised (a tier-up: it ran often).
+    TierUp,
 }
 
 /// Per-vCPU JIT state: the chaining state and what the last run left to link.
@@ -297,6 +355,16 @@ pub(super) fn run_tb(
     }
     vj.chain.budget = engine.config.jit_chain_budget;
     let (exit, lp) = c.run_chained(cpu, mem, &mut vj.chain);
+    if engine.config.stats {
+        let why = match exit {
+            _ if vj.chain.budget_spent() => ExitReason::Budget,
+            BlockExit::Jump(_) => ExitReason::Unlinked,
+            BlockExit::Indirect { is_ret: false, .. } => ExitReason::IndirectMiss,
+            BlockExit::Indirect { is_ret: true, .. } => ExitReason::ReturnMiss,
+            _ => ExitReason::Other,
+        };
+        engine.jit.exits[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
     vj.pending_link = lp;
     if let BlockExit::Indirect { pc, .. } = exit {
         vj.pending_indirect = Some(pc);
@@ -310,38 +378,44 @@ pub(super) fn run_tb(
         }
     }
     if vj.chain.budget_spent() {
-        request_region(engine, cpu.rip(), vj.chain.budget_spent_in_loop(), mem);
+        request_region(engine, cpu.rip(), vj.chain.budget_spent_in_loop(), false, mem);
+    } else if vj.chain.hot_block() {
+        request_region(engine, cpu.rip(), false, true, mem);
     }
     exit
 }
 
-/// The code stopped at `pc` after using up its budget: build a region headed there.
-/// `in_loop`: it ran out on a loop edge inside one function.
-fn request_region(engine: &Arc<Engine>, pc: u64, in_loop: bool, mem: &dyn GuestMemory) {
+/// The code stopped at `pc` after using up its budget (`hot` false): build a region
+/// headed there. `in_loop`: it ran out on a loop edge inside one function. With `hot`,
+/// the quickly compiled block at `pc` ran often: compile it again, optimised (a region of
+/// that block alone, unless it heads a loop).
+fn request_region(engine: &Arc<Engine>, pc: u64, in_loop: bool, hot: bool, mem: &dyn GuestMemory) {
     let Some(head) = engine.get(pc) else { return };
+    let what = if hot { JobKind::TierUp } else { JobKind::Region };
     // A loop whose budget ran out on its own back edge is already one function: another
     // copy headed here would not run faster. But a loop running through blocks chained
     // one to another is not, even when its blocks belong to a region entered elsewhere
-    // (a region headed at an outer loop, say): it gets its own.
-    if head.jit.region_state.load(Ordering::Relaxed) != NOT_QUEUED
-        || head.jit.has_region.load(Ordering::Acquire)
-        || (in_loop && in_live_region(&head))
-    {
-        return;
-    }
-    if head
-        .jit
-        .region_state
-        .compare_exchange(NOT_QUEUED, QUEUED, Ordering::Relaxed, Ordering::Relaxed)
-        .is_err()
+    // (a region headed at an outer loop, say): it gets its own. So does a loop headed at
+    // a block that was only tiered up alone.
+    let from = match head.jit.region_state.load(Ordering::Relaxed) {
+        NOT_QUEUED if !head.jit.has_region.load(Ordering::Acquire) => NOT_QUEUED,
+        TIERED if !hot => TIERED,
+        _ => return,
+    };
+    if (in_loop && in_live_region(&head))
+        || head
+            .jit
+            .region_state
+            .compare_exchange(from, QUEUED, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
     {
         return;
     }
     let direct = mem.direct_accessors();
     match engine.config.tier {
         Tier::Interp => {}
-        Tier::Jit => compile_region(engine, &head, direct),
-        Tier::Auto => enqueue(engine, Job { tb: head, direct, region: true }),
+        Tier::Jit => compile_region(engine, &head, direct, what),
+        Tier::Auto => enqueue(engine, Job { tb: head, direct, what }),
     }
 }
 
@@ -442,8 +516,16 @@ fn in_live_region(tb: &Tb) -> bool {
 
 /// Compile and install the region headed by `head`, optimised. A region may be the head
 /// alone: a one-block loop whose first compile was the quick baseline.
-fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAccessors>) {
-    let members = find_region(engine, head);
+fn compile_region(
+    engine: &Arc<Engine>,
+    head: &Arc<Tb>,
+    direct: Option<DirectAccessors>,
+    what: JobKind,
+) {
+    // A tier-up is the block alone: a loop through it gets its region from the budget
+    // running out there, as usual, and that region replaces the tier-up.
+    let members =
+        if what == JobKind::TierUp { vec![head.clone()] } else { find_region(engine, head) };
     // A region of one block is the block alone compiled again, optimised (its first
     // compile was the quick one); worth it only if that block has compiled code to replace.
     if members.is_empty() || (members.len() == 1 && head.jit.compiled().is_none()) {
@@ -496,12 +578,24 @@ fn compile_region(engine: &Arc<Engine>, head: &Arc<Tb>, direct: Option<DirectAcc
         code.kill();
         return;
     }
-    *head.jit.region.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+    let old = head.jit.region.lock().unwrap_or_else(|e| e.into_inner()).replace(code.clone());
     head.jit.has_region.store(true, Ordering::Release);
+    if let Some(old) = old {
+        // A loop region replacing the block's tier-up: links into the old code go to the
+        // dispatcher once and are linked to the loop.
+        old.unlink_incoming();
+    }
+    // The block alone, not looping: a tier-up, which a loop region headed here may still
+    // replace.
+    let state = if what == JobKind::TierUp { TIERED } else { QUEUED };
+    head.jit.region_state.store(state, Ordering::Relaxed);
     // Exits linked to the head's own code would keep bypassing the region: unlink them,
-    // the dispatcher links them to the region on their next use.
+    // the dispatcher links them to the region on their next use. Quickly compiled code
+    // also forwards to the region on entry, for the ways in the dispatcher does not see
+    // (a vCPU's indirect-table entry).
     if let Some(own) = head.jit.code.get() {
         own.unlink_incoming();
+        own.forward_to(&code);
     }
     engine.jit.regions.fetch_add(1, Ordering::Relaxed);
 }
@@ -532,7 +626,7 @@ fn request(engine: &Arc<Engine>, tb: &Arc<Tb>, mem: &dyn GuestMemory) {
             {
                 enqueue(
                     engine,
-                    Job { tb: tb.clone(), direct: mem.direct_accessors(), region: false },
+                    Job { tb: tb.clone(), direct: mem.direct_accessors(), what: JobKind::Block },
                 );
             }
         }
@@ -578,10 +672,9 @@ fn spawn_compiler(engine: &Arc<Engine>, queue: Arc<JobQueue>) {
         // Ends when the engine is dropped (it closes the queue).
         while let Some(job) = queue.pop() {
             let Some(engine) = weak.upgrade() else { break };
-            if job.region {
-                compile_region(&engine, &job.tb, job.direct);
-            } else {
-                compile(&engine, &job.tb, job.direct);
+            match job.what {
+                JobKind::Block => compile(&engine, &job.tb, job.direct),
+                what => compile_region(&engine, &job.tb, job.direct, what),
             }
         }
     });

@@ -40,6 +40,21 @@ pub struct ExitSlot {
     pub(super) pc: u64,
 }
 
+/// The tier-up cell of a block compiled quickly (`Jit::compile_baseline`). Its code
+/// counts down `left` on every entry and, reaching zero, returns `kind::HOT` once, so the
+/// run loop has it compiled again, optimised. Once that code exists, `forward` holds its
+/// entry and the quick code tail-calls it on entry: paths that still lead to the quick
+/// code (an indirect-table entry, a link made before) reach the optimised code instead.
+#[repr(C)]
+pub(super) struct HotCell {
+    pub left: AtomicU64,
+    pub forward: AtomicUsize,
+}
+
+/// Byte offsets of the `HotCell` fields (read and written by generated code).
+pub(super) const HOT_LEFT: i32 = std::mem::offset_of!(HotCell, left) as i32;
+pub(super) const HOT_FORWARD: i32 = std::mem::offset_of!(HotCell, forward) as i32;
+
 /// Byte offset of `ExitSlot::target` (read by generated code).
 pub(super) const SLOT_TARGET: i32 = std::mem::offset_of!(ExitSlot, target) as i32;
 
@@ -53,11 +68,11 @@ pub(super) struct IndEntry {
 }
 
 /// log2 of the number of indirect-table entries.
-pub(super) const IND_BITS: u32 = 10;
+pub(super) const IND_BITS: u32 = 14;
 /// Number of indirect-table entries.
 pub(super) const IND_SIZE: usize = 1 << IND_BITS;
 /// Shift used by the table hash `(pc ^ (pc >> IND_SHIFT)) & (IND_SIZE - 1)`.
-pub(super) const IND_SHIFT: i64 = 12;
+pub(super) const IND_SHIFT: i64 = 16;
 
 /// The table slot for `pc` (the generated code computes the same).
 pub(super) const fn ind_index(pc: u64) -> usize {
@@ -96,6 +111,8 @@ pub struct CodeGen {
     sites: Mutex<Vec<Box<FaultSite>>>,
     /// Blocks resume exits hand to the interpreter.
     blocks: Mutex<Vec<Arc<Block>>>,
+    /// Tier-up cells of quickly compiled blocks.
+    hot: Mutex<Vec<Box<HotCell>>>,
     /// Host address of the `fn(ctx, cpu, entry) -> u64` trampoline (0 until compiled).
     trampoline: AtomicUsize,
     /// Host addresses of the preserve-all wrappers of `rt_load` and `rt_store` (0 until
@@ -113,6 +130,7 @@ impl CodeGen {
             slots: Mutex::new(Vec::new()),
             sites: Mutex::new(Vec::new()),
             blocks: Mutex::new(Vec::new()),
+            hot: Mutex::new(Vec::new()),
             trampoline: AtomicUsize::new(0),
             preserve_all: [AtomicUsize::new(0), AtomicUsize::new(0)],
             used: AtomicUsize::new(0),
@@ -152,11 +170,15 @@ impl CodeGen {
         slots: Vec<Box<ExitSlot>>,
         sites: Vec<Box<FaultSite>>,
         blocks: Vec<Arc<Block>>,
+        hot: Option<Box<HotCell>>,
     ) {
         self.slots.lock().unwrap_or_else(|e| e.into_inner()).extend(slots);
         self.sites.lock().unwrap_or_else(|e| e.into_inner()).extend(sites);
         if !blocks.is_empty() {
             self.blocks.lock().unwrap_or_else(|e| e.into_inner()).extend(blocks);
+        }
+        if let Some(h) = hot {
+            self.hot.lock().unwrap_or_else(|e| e.into_inner()).push(h);
         }
     }
 
@@ -226,6 +248,8 @@ pub struct ChainState {
     pub(super) indirect_from: u64,
     /// Set once the table has entries (cleared by `clear`).
     dirty: AtomicBool,
+    /// Whether the last run returned because a quickly compiled block became hot.
+    pub(super) hot: bool,
 }
 
 /// Default `ChainState::budget`.
@@ -241,6 +265,7 @@ impl Default for ChainState {
             spent_in_loop: false,
             indirect_from: 0,
             dirty: AtomicBool::new(false),
+            hot: false,
         }
     }
 }
@@ -264,6 +289,12 @@ impl ChainState {
     /// did (the run loop profiles its targets).
     pub fn indirect_from(&self) -> Option<u64> {
         (self.indirect_from != 0).then_some(self.indirect_from)
+    }
+
+    /// Whether the last run returned because the quickly compiled block at `%rip` has run
+    /// often enough to be compiled again, optimised (`Jit::compile_region` of it alone).
+    pub fn hot_block(&self) -> bool {
+        self.hot
     }
 
     /// Whether that happened on a loop edge inside one compiled function, rather than on

@@ -12,7 +12,7 @@
 //! and indirect tables of the same generation.
 #![allow(unsafe_code)] // the call into generated code, slot reads and writes; see the contract
 
-use super::chain::{ChainState, CodeGen, ExitSlot, Incoming, LinkPoint, EMPTY_TABLE};
+use super::chain::{ChainState, CodeGen, ExitSlot, HotCell, Incoming, LinkPoint, EMPTY_TABLE};
 use super::exits::{self, kind, Decoded};
 use super::rt::JitCtx;
 use crate::backend::BlockExit;
@@ -33,6 +33,8 @@ struct RunEnd {
     spent_in_loop: bool,
     /// Guest pc of the block whose indirect exit returned to the run loop (0: none).
     ind_src: u64,
+    /// The exit was a quickly compiled block's tier-up (`kind::HOT`).
+    hot: bool,
 }
 
 /// A compiled translation block.
@@ -43,11 +45,13 @@ pub struct CompiledTb {
     pc: u64,
     direct: bool,
     incoming: Mutex<Incoming>,
+    /// The tier-up cell of a quickly compiled block (in `gen`, which keeps it alive).
+    hot: Option<NonNull<HotCell>>,
 }
 
 // SAFETY: the code behind `entry` is immutable once published and is run through `&self`
 // with per-call state only (the context lives on the caller's stack); the mutable parts
-// (`incoming`, exit slots) are a mutex and atomics.
+// (`incoming`, exit slots, the tier-up cell) are a mutex and atomics.
 unsafe impl Send for CompiledTb {}
 // SAFETY: as above.
 unsafe impl Sync for CompiledTb {}
@@ -61,8 +65,38 @@ impl CompiledTb {
         code_len: usize,
         pc: u64,
         direct: bool,
+        hot: Option<NonNull<HotCell>>,
     ) -> CompiledTb {
-        CompiledTb { entry, gen, code_len, pc, direct, incoming: Mutex::default() }
+        CompiledTb { entry, gen, code_len, pc, direct, incoming: Mutex::default(), hot }
+    }
+
+    /// Make this quickly compiled block's code tail-call `to` (its optimised version, of
+    /// the same generation) on entry from now on. Refused (false) for a block without a
+    /// tier-up cell, another generation, or another pc.
+    pub fn forward_to(&self, to: &CompiledTb) -> bool {
+        let Some(cell) = self.hot else { return false };
+        if to.pc != self.pc || !Arc::ptr_eq(&to.gen, &self.gen) {
+            return false;
+        }
+        // Under `to`'s lock: a `kill` of `to` either comes first (refused here) or after
+        // (and whoever kills it clears the forward, `TbJit::drop_region`).
+        let inc = to.incoming.lock().unwrap_or_else(|e| e.into_inner());
+        if inc.dead {
+            return false;
+        }
+        // SAFETY: the cell lives in `self.gen`'s arena (`CodeGen::adopt`), alive while
+        // `self` is.
+        let cell = unsafe { cell.as_ref() };
+        cell.forward.store(to.entry.as_ptr() as usize, Ordering::Release);
+        true
+    }
+
+    /// Stop forwarding (the optimised code was dropped: a block of its region died).
+    pub fn clear_forward(&self) {
+        if let Some(cell) = self.hot {
+            // SAFETY: as in `forward_to`.
+            unsafe { cell.as_ref() }.forward.store(0, Ordering::Release);
+        }
     }
 
     /// Guest pc of the block.
@@ -115,6 +149,7 @@ impl CompiledTb {
         chain.spent = end.budget == 0 && chain.budget != 0;
         chain.spent_in_loop = chain.spent && end.spent_in_loop;
         chain.indirect_from = end.ind_src;
+        chain.hot = end.hot;
         let link = last.and_then(|slot| {
             // SAFETY: `last_exit` names an exit slot of the generation every reachable
             // block belongs to (contract), which `self.gen` keeps alive.
@@ -169,30 +204,32 @@ impl CompiledTb {
             unsafe { *ctx.fault_site }
         });
         let last = (code == kind::JUMP && !ctx.last_exit.is_null()).then_some(ctx.last_exit);
-        match exits::decode(code, cpu.rip(), site, ctx.fault) {
-            Decoded::Exit(e) => {
-                let end = RunEnd {
-                    budget: ctx.budget,
-                    spent_in_loop: ctx.spent_in_loop != 0,
-                    ind_src: ctx.ind_src,
-                };
-                (e, last, end)
-            }
+        let (exit, hot) = match exits::decode(code, cpu.rip(), site, ctx.fault) {
+            Decoded::Exit(e) => (e, false),
+            Decoded::Hot(e) => (e, true),
             Decoded::Resume { op } => {
                 // SAFETY: a resume exit stores the address of a block its generation keeps
                 // alive (`ExitData::blocks`), and `self.gen` keeps the generation alive.
                 let block = unsafe { &*ctx.resume };
                 super::SLOW_ACCESSES.fetch_add(1, Ordering::Relaxed);
                 let e = crate::backend::interp::run_block_from(block, op, cpu, mem);
-                let end = RunEnd { budget: ctx.budget, spent_in_loop: false, ind_src: 0 };
-                (e, None, end)
+                let end =
+                    RunEnd { budget: ctx.budget, spent_in_loop: false, ind_src: 0, hot: false };
+                return (e, None, end);
             }
             // A PANIC exit always has a parked payload (taken above); an unknown code is a
             // lowering bug, reported the same way.
             Decoded::Panic => {
                 panic!("compiled block at {:#x} returned bad exit {code:#x}", self.pc)
             }
-        }
+        };
+        let end = RunEnd {
+            budget: ctx.budget,
+            spent_in_loop: ctx.spent_in_loop != 0,
+            ind_src: ctx.ind_src,
+            hot,
+        };
+        (exit, last, end)
     }
 
     /// Make the exit `lp` jump straight here. Refused (false) when `lp` targets another

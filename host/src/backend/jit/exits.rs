@@ -33,6 +33,9 @@ pub(super) mod kind {
     /// `JitCtx::resume` on from op `code >> BITS` (its state is in `CpuState`, temporaries
     /// included).
     pub const RESUME: u64 = 8;
+    /// `BlockExit::Jump(%rip)` from the entry of a quickly compiled block whose tier-up
+    /// count ran out (`chain::HotCell`): the run loop has it compiled again, optimised.
+    pub const HOT: u64 = 9;
     /// Bits of the kind in a returned code; a resume exit's op index sits above them.
     pub const BITS: u32 = 8;
 }
@@ -51,6 +54,8 @@ pub(super) struct FaultSite {
 pub(super) enum Decoded {
     /// A normal exit.
     Exit(BlockExit),
+    /// A quickly compiled block became hot (`kind::HOT`): a jump to `%rip`.
+    Hot(BlockExit),
     /// The interpreter finishes the block from op `op` (`kind::RESUME`).
     Resume {
         /// Index of the op to resume at.
@@ -84,6 +89,7 @@ pub(super) fn decode(
             BlockExit::Fault { fault, next: site.next }
         }
         kind::RESUME => return Decoded::Resume { op: (code >> kind::BITS) as usize },
+        kind::HOT => return Decoded::Hot(BlockExit::Jump(rip)),
         _ => return Decoded::Panic,
     })
 }

@@ -48,7 +48,9 @@
 //! the two paths rejoin, the only place where the function is not a tree.
 
 use super::arith;
-use super::chain::{ExitSlot, IND_SHIFT, IND_SIZE, SLOT_TARGET};
+use super::chain::{
+    ind_index, ExitSlot, HotCell, HOT_FORWARD, HOT_LEFT, IND_SHIFT, IND_SIZE, SLOT_TARGET,
+};
 use super::exits::{kind, FaultSite};
 use super::regs::{Regs, SlotState};
 use super::rt::{
@@ -79,6 +81,8 @@ pub(super) struct ExitData {
     pub sites: Vec<Box<FaultSite>>,
     /// The blocks a resume exit names (`kind::RESUME`): the interpreter finishes them.
     pub blocks: Vec<Arc<Block>>,
+    /// The tier-up cell of a quickly compiled block (`tier_up_prologue`).
+    pub hot: Option<Box<HotCell>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,20 +162,30 @@ struct PluginCache {
     val: Variable,
 }
 
+/// How `build` lowers, besides what.
+pub(super) struct How {
+    /// The user-mode fast path for loads and stores.
+    pub direct: Option<DirectAccessors>,
+    /// The preserve-all wrappers of `rt_load` and `rt_store` (0: none).
+    pub preserve_all: [usize; 2],
+    /// The target's frontend configuration.
+    pub frontend: TargetFrontendConfig,
+    /// Emit the tier-up prologue (quick compiles of one block that does not loop).
+    pub tier_up: bool,
+}
+
 /// Build the body of `func` (whose signature, `tb_signature`, the caller set) for the
 /// region `blocks` (entered at `blocks[0]`; usually a single block). `indirect[k]` lists
 /// the region pcs block k's indirect terminator may jump to inside the function (tested in
-/// that order; missing means none). `direct` enables the user-mode fast path for loads and
-/// stores.
+/// that order; missing means none).
 pub(super) fn build(
     func: &mut ir::Function,
     fctx: &mut FunctionBuilderContext,
     blocks: &[&Arc<Block>],
     indirect: &[Vec<u64>],
-    direct: Option<DirectAccessors>,
-    preserve_all: [usize; 2],
-    frontend: TargetFrontendConfig,
+    how: How,
 ) -> ExitData {
+    let How { direct, preserve_all, frontend, tier_up } = how;
     let mut fb = FunctionBuilder::new(func, fctx);
     let entry = fb.create_block();
     fb.append_block_params_for_function_params(entry);
@@ -186,7 +200,7 @@ pub(super) fn build(
         regs: Regs::new(cpu, temps),
         ctx,
         cpu,
-        data: ExitData { slots: Vec::new(), sites: Vec::new(), blocks: Vec::new() },
+        data: ExitData { slots: Vec::new(), sites: Vec::new(), blocks: Vec::new(), hot: None },
         slot_of_pc: HashMap::new(),
         site_of: HashMap::new(),
         sigs: Vec::new(),
@@ -212,6 +226,9 @@ pub(super) fn build(
     let loops = exits_to(blocks[0], &pcs)
         || indirect.first().is_some_and(|t| t.iter().any(|p| pcs.contains(p)));
     if blocks.len() == 1 && !loops {
+        if tier_up {
+            l.tier_up_prologue();
+        }
         let mut st = SlotState::default();
         l.lower_ops(0..blocks[0].ops.len(), Mode::Normal, &mut st);
         l.terminator(&mut st);
@@ -295,6 +312,13 @@ pub(super) fn build(
 /// pass the compare unchecked, and fault on the host instead of being delivered) with no
 /// special value (not near 0, -1, or a sign boundary).
 const NO_PAGE: u64 = 0x5a5a_5a5a_5a5a_5000;
+
+/// Runs of a quickly compiled block before it asks to be compiled again, optimised
+/// (`tier_up_prologue`). A quick compile's code is about half as fast; a block that runs
+/// this often outside any loop the region builder sees (a function called from all over,
+/// an interpreter's opcode handler reached through returns) pays back the second compile
+/// many times over.
+pub(super) const TIER_UP_RUNS: u64 = 1 << 13;
 
 /// The loads and stores of `b` whose address is the guest's stack or frame pointer plus
 /// a constant or an index (pushes, pops, locals, arrays on the stack): they stay on one
@@ -562,6 +586,59 @@ impl Lower<'_, '_> {
             }
         };
         self.fb.ins().jump(r, &[c.into()]);
+    }
+
+    /// The entry of a quickly compiled block (one block, not looping): tail-call its
+    /// optimised version once there is one (`HotCell::forward`), pointing the vCPU's
+    /// indirect-table entry for this pc, if it names this pc, at it too; otherwise count
+    /// down `HotCell::left` and, at zero, return `kind::HOT` (once) so the run loop has the
+    /// block compiled again, optimised. `%rip` already holds the block's pc here (every
+    /// way in sets it) and nothing is dirty, so the hot exit is a plain return.
+    fn tier_up_prologue(&mut self) {
+        let cell = Box::new(HotCell {
+            left: std::sync::atomic::AtomicU64::new(TIER_UP_RUNS),
+            forward: AtomicUsize::new(0),
+        });
+        let flags = MemFlagsData::trusted();
+        let c = self.konst(&*cell as *const HotCell as u64);
+        self.data.hot = Some(cell);
+        let fwd = self.fb.ins().load(types::I64, flags, c, HOT_FORWARD);
+        let (go, count) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.ins().brif(fwd, go, &[], count, &[]);
+        self.fb.seal_block(go);
+        self.fb.seal_block(count);
+        self.fb.set_cold_block(go);
+        self.fb.switch_to_block(go);
+        let table = self.fb.ins().load(types::I64, flags, self.ctx, CTX_IND_TABLE);
+        let e = self.fb.ins().iadd_imm_s(table, (ind_index(self.b.pc) * 16) as i64);
+        let epc = self.fb.ins().load(types::I64, flags, e, 0);
+        let mine = self.fb.ins().icmp_imm_s(IntCC::Equal, epc, self.b.pc as i64);
+        let (patch, jump) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.ins().brif(mine, patch, &[], jump, &[]);
+        self.fb.seal_block(patch);
+        self.fb.set_cold_block(patch);
+        self.fb.set_cold_block(jump);
+        self.fb.switch_to_block(patch);
+        self.fb.ins().store(flags, fwd, e, 8);
+        self.fb.ins().jump(jump, &[]);
+        self.fb.seal_block(jump);
+        self.fb.switch_to_block(jump);
+        self.fb.ins().return_call_indirect(self.tail_sig, fwd, &[self.ctx, self.cpu]);
+        self.fb.switch_to_block(count);
+        let left = self.fb.ins().load(types::I64, flags, c, HOT_LEFT);
+        let (dec, hot) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.ins().brif(left, dec, &[], hot, &[]);
+        self.fb.seal_block(dec);
+        self.fb.seal_block(hot);
+        self.fb.set_cold_block(hot);
+        self.fb.switch_to_block(hot);
+        let never = self.konst(u64::MAX);
+        self.fb.ins().store(flags, never, c, HOT_LEFT);
+        self.ret(kind::HOT);
+        self.fb.switch_to_block(dec);
+        // A plain decrement: threads racing on it only lose counts.
+        let left1 = self.fb.ins().iadd_imm_s(left, -1);
+        self.fb.ins().store(flags, left1, c, HOT_LEFT);
     }
 
     /// The chain budget left.

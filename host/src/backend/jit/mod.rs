@@ -260,7 +260,7 @@ impl Jit {
             return Err(JitError::Unsupported { pc: 0, what: "empty region" });
         };
         let pc = first.pc;
-        let data = self.build(blocks, indirect, direct)?;
+        let data = self.build(blocks, indirect, direct, quick)?;
         let isa = if quick { &*self.baseline } else { &*self.isa };
         let code = self
             .cg
@@ -271,8 +271,9 @@ impl Jit {
         }
         let bytes = code.code_buffer().to_vec();
         let entry = self.place(&bytes, pc)?;
-        self.gen.adopt(data.slots, data.sites, data.blocks);
-        Ok(CompiledTb::new(entry, self.gen.clone(), bytes.len(), pc, direct.is_some()))
+        let hot = data.hot.as_deref().map(std::ptr::NonNull::from);
+        self.gen.adopt(data.slots, data.sites, data.blocks, data.hot);
+        Ok(CompiledTb::new(entry, self.gen.clone(), bytes.len(), pc, direct.is_some(), hot))
     }
 
     /// Copy code into the current generation, growing it by a region when needed.
@@ -371,7 +372,7 @@ impl Jit {
 
     /// The Cranelift IR for `b` before optimisation (for dumps and failing tests).
     pub fn clif(&mut self, b: &Arc<Block>) -> Result<String, JitError> {
-        self.build(&[b], &[], None)?;
+        self.build(&[b], &[], None, false)?;
         Ok(self.cg.func.display().to_string())
     }
 
@@ -381,6 +382,7 @@ impl Jit {
         blocks: &[&Arc<Block>],
         indirect: &[Vec<u64>],
         direct: Option<DirectAccessors>,
+        tier_up: bool,
     ) -> Result<lower::ExitData, JitError> {
         for b in blocks {
             if b.fixups.iter().flat_map(|f| f.1.iter()).any(|op| !arith::is_pure(op)) {
@@ -399,9 +401,7 @@ impl Jit {
             &mut self.fctx,
             blocks,
             indirect,
-            direct,
-            preserve_all,
-            frontend,
+            lower::How { direct, preserve_all, frontend, tier_up },
         ))
     }
 }
