@@ -438,3 +438,57 @@ fn quick_code_asks_for_a_tier_up_once_then_forwards_to_the_optimised_code() {
     // Optimised code (not quick) has no tier-up cell.
     assert!(!other.forward_to(&quick));
 }
+
+/// Wide accesses at page edges, compiled against the page map: an access checks the byte
+/// of its last byte's page, whose `*_PREV` bit covers the page before; on the first page
+/// of a mapping (the page before not allowed) it checks both pages instead. Crossing into
+/// or out of an inaccessible page must fault exactly as in the interpreter, and the first
+/// page of a mapping must still be accessed inline.
+#[test]
+fn wide_accesses_at_page_edges_match_the_interpreter() {
+    let shared = DirectShared::new();
+    let mut mem = Direct::new(shared.clone());
+    // Four pages: 0 and 3 inaccessible (PROT_NONE, still reserved), 1 and 2 read-write.
+    let base = shared.mmap_anon(0, 4 * 4096, Prot(Prot::READ | Prot::WRITE), false).unwrap();
+    for p in [base, base + 3 * 4096] {
+        shared.revoke_fast(p, p + 4096);
+        // SAFETY: the page belongs to the mapping made above, which nothing else uses.
+        assert_eq!(unsafe { libc::mprotect(p as *mut libc::c_void, 4096, libc::PROT_NONE) }, 0);
+        shared.map(p, 4096, Prot(0));
+    }
+    for p in [base + 4096, base + 2 * 4096] {
+        mem.store(p, Width::W8, 0).unwrap();
+    }
+    let mut jit = Jit::new().unwrap();
+    let t = Slot::temp;
+    let (lo, hi) = (base + 4096, base + 3 * 4096);
+    let addrs = [lo, lo + 4, lo - 4, lo + 4096 - 4, hi - 8, hi - 4, hi - 1, lo - 1];
+    for (k, &addr) in addrs.iter().enumerate() {
+        for store in [false, true] {
+            for w in [Width::W16, Width::W32, Width::W64] {
+                let access = if store {
+                    Op::Store { w, addr: t(0), val: RCX }
+                } else {
+                    Op::Load { w, dst: RAX, addr: t(0) }
+                };
+                let b = one_insn(
+                    A,
+                    vec![Op::Const { dst: t(0), imm: addr }, access],
+                    Term::Jump(OUT),
+                    1,
+                );
+                let code = jit.compile_for(&Arc::new(b.clone()), mem.direct_accessors()).unwrap();
+                let mut ci = Box::<CpuState>::default();
+                ci.slots[RCX.0 as usize] = 0x1122_3344_5566_7788 + k as u64;
+                let mut cj = ci.clone();
+                let ei = run_block(&b, &mut ci, &mut mem);
+                let ej = code.run(&mut cj, &mut mem);
+                let what = format!("{addr:#x} (page base {base:#x}) {w:?} store={store}");
+                assert_eq!(ei, ej, "{what}");
+                assert_eq!(ci.slots[..64], cj.slots[..64], "{what}");
+                let inside = addr >= lo && addr + w.bytes() as u64 <= hi;
+                assert_eq!(matches!(ej, BlockExit::Jump(OUT)), inside, "{what}");
+            }
+        }
+    }
+}

@@ -414,6 +414,12 @@ pub mod page_map {
     pub const WRITE: u8 = 2;
     /// The guest may write the page (it is write-protected only because it holds code).
     pub const GUEST_WRITE: u8 = 4;
+    /// `READ` here and on the page before: a load of up to a page that *ends* here cannot
+    /// fault, wherever it starts (one check for a wide access, on its last byte's page).
+    pub const READ_PREV: u8 = 8;
+    /// `WRITE` here and on the page before (as `READ_PREV`, for stores).
+    pub const WRITE_PREV: u8 = 16;
+    const OWN: u8 = READ | WRITE | GUEST_WRITE;
     /// Pages covered: addresses below `PAGES << 12` (the user half of the address space).
     pub const PAGES: u64 = 1 << 35;
 
@@ -456,17 +462,31 @@ pub mod page_map {
         Some(unsafe { &*((base + idx as usize) as *const AtomicU8) })
     }
 
-    /// The flags of the page holding `addr`.
+    /// The flags of the page holding `addr` (all of them, `READ_PREV`/`WRITE_PREV` too).
     pub fn get(addr: u64) -> u8 {
         byte(addr & !0xfff).map_or(0, |b| b.load(Ordering::Acquire))
     }
 
-    /// Set the flags (`READ`, `WRITE`, `GUEST_WRITE`) of `page` (page-aligned). Callers
-    /// serialise (one lock). An access that may cross into the next page is checked by
-    /// compiled code against both pages' bytes.
+    /// The `*_PREV` bits of a page with own flags `here` after one with `prev`.
+    fn prev_bits(here: u8, prev: u8) -> u8 {
+        let both = here & prev;
+        (if both & READ != 0 { READ_PREV } else { 0 })
+            | (if both & WRITE != 0 { WRITE_PREV } else { 0 })
+    }
+
+    /// Set the flags (`READ`, `WRITE`, `GUEST_WRITE`) of `page` (page-aligned), and the
+    /// `*_PREV` bits of it and of the page after. Callers serialise (one lock). The page
+    /// after is updated first: a wide access ending there must not pass its one check
+    /// once this page has lost a permission (compiled code reads the table unlocked).
     pub(super) fn set(page: u64, flags: u8) {
         let Some(b) = byte(page) else { return };
-        b.store(flags & (READ | WRITE | GUEST_WRITE), Ordering::Release);
+        let own = flags & OWN;
+        if let Some(next) = byte(page + 4096) {
+            let n = next.load(Ordering::Relaxed);
+            next.store((n & OWN) | prev_bits(n, own), Ordering::Release);
+        }
+        let prev = page.checked_sub(4096).and_then(byte).map_or(0, |p| p.load(Ordering::Relaxed));
+        b.store(own | prev_bits(own, prev), Ordering::Release);
     }
 }
 

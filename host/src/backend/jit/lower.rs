@@ -124,10 +124,9 @@ struct Lower<'a, 'f> {
     preserve_all: [usize; 2],
     /// Their signatures, once imported.
     pa_sigs: [Option<SigRef>; 2],
-    /// In a looping function, the chain budget lives in this variable (a register), not
-    /// in `JitCtx::budget`: a counter in memory would put a store-to-load dependency on
-    /// every iteration. It is stored back to the context before every return or tail call.
-    budget_var: Option<Variable>,
+    /// The chain budget left (a function argument, `tb_signature`), in a variable so a
+    /// loop's back edge can count it down. Stored to `JitCtx::budget` before every return.
+    budget_var: Variable,
     /// In a looping function, plugin-memory words used only as 64-bit scalars (inline
     /// counters) live in variables: `(byte offset, variable)`. They are stored back before
     /// every return, tail call and plugin callback (which may read them), and reloaded
@@ -192,6 +191,9 @@ pub(super) fn build(
     fb.switch_to_block(entry);
     fb.seal_block(entry);
     let (ctx, cpu) = (fb.block_params(entry)[0], fb.block_params(entry)[1]);
+    let budget = fb.block_params(entry)[2];
+    let budget_var = fb.declare_var(types::I64);
+    fb.def_var(budget_var, budget);
     let tail_sig = fb.import_signature(tb_signature());
     let temps = blocks.iter().map(|b| b.temps).max().unwrap_or(0);
     let mut l = Lower {
@@ -216,7 +218,7 @@ pub(super) fn build(
         cur: 0,
         preserve_all,
         pa_sigs: [None; 2],
-        budget_var: None,
+        budget_var,
         plugin_vars: Vec::new(),
         plugin_caches: Vec::new(),
         cache_sel: None,
@@ -248,10 +250,6 @@ pub(super) fn build(
             l.read(&mut st, Slot(s));
         }
         l.head_st = SlotState { loaded: used, dirty: written };
-        let bv = l.fb.declare_var(types::I64);
-        let b0 = l.fb.ins().load(types::I64, MemFlagsData::trusted(), ctx, CTX_BUDGET);
-        l.fb.def_var(bv, b0);
-        l.budget_var = Some(bv);
         let refs: Vec<&Block> = blocks.iter().map(|b| &***b).collect();
         let plan = plan_plugin_memory(&refs);
         for off in plan.scalars {
@@ -527,11 +525,15 @@ fn bits(mut m: u64) -> impl Iterator<Item = u16> {
     })
 }
 
-/// The signature of every compiled block: `fn(ctx, cpu) -> exit kind`, tail-callable.
+/// The signature of every compiled block: `fn(ctx, cpu, budget) -> exit kind`,
+/// tail-callable. The chain budget travels in a register from block to block (a counter
+/// in `JitCtx` would put a store-to-load dependency on every transfer); a return to the
+/// run loop stores it to `JitCtx::budget`.
 pub(super) fn tb_signature() -> Signature {
     let mut sig = Signature::new(CallConv::Tail);
     sig.params.push(AbiParam::new(types::I64)); // ctx
     sig.params.push(AbiParam::new(types::I64)); // cpu
+    sig.params.push(AbiParam::new(types::I64)); // chain budget left
     sig.returns.push(AbiParam::new(types::I64)); // exit kind
     sig
 }
@@ -570,10 +572,8 @@ impl Lower<'_, '_> {
     /// Return `code` (the budget, when held in a variable, goes back to the context).
     fn ret(&mut self, code: u64) {
         self.flush_plugin_vars();
-        if let Some(v) = self.budget_var {
-            let b = self.fb.use_var(v);
-            self.store_ctx(b, CTX_BUDGET);
-        }
+        let b = self.fb.use_var(self.budget_var);
+        self.store_ctx(b, CTX_BUDGET);
         let c = self.konst(code);
         let r = match self.ret_block {
             Some(r) => r,
@@ -592,8 +592,8 @@ impl Lower<'_, '_> {
     /// optimised version once there is one (`HotCell::forward`), pointing the vCPU's
     /// indirect-table entry for this pc, if it names this pc, at it too; otherwise count
     /// down `HotCell::left` and, at zero, return `kind::HOT` (once) so the run loop has the
-    /// block compiled again, optimised. `%rip` already holds the block's pc here (every
-    /// way in sets it) and nothing is dirty, so the hot exit is a plain return.
+    /// block compiled again, optimised. Nothing is dirty yet, so the hot exit only sets
+    /// `%rip` to the block.
     fn tier_up_prologue(&mut self) {
         let cell = Box::new(HotCell {
             left: std::sync::atomic::AtomicU64::new(TIER_UP_RUNS),
@@ -623,7 +623,8 @@ impl Lower<'_, '_> {
         self.fb.ins().jump(jump, &[]);
         self.fb.seal_block(jump);
         self.fb.switch_to_block(jump);
-        self.fb.ins().return_call_indirect(self.tail_sig, fwd, &[self.ctx, self.cpu]);
+        let b = self.budget();
+        self.fb.ins().return_call_indirect(self.tail_sig, fwd, &[self.ctx, self.cpu, b]);
         self.fb.switch_to_block(count);
         let left = self.fb.ins().load(types::I64, flags, c, HOT_LEFT);
         let (dec, hot) = (self.fb.create_block(), self.fb.create_block());
@@ -634,6 +635,8 @@ impl Lower<'_, '_> {
         self.fb.switch_to_block(hot);
         let never = self.konst(u64::MAX);
         self.fb.ins().store(flags, never, c, HOT_LEFT);
+        let rip = self.konst(self.b.pc);
+        self.regs.store_rip(&mut self.fb, rip);
         self.ret(kind::HOT);
         self.fb.switch_to_block(dec);
         // A plain decrement: threads racing on it only lose counts.
@@ -643,10 +646,7 @@ impl Lower<'_, '_> {
 
     /// The chain budget left.
     fn budget(&mut self) -> Value {
-        match self.budget_var {
-            Some(v) => self.fb.use_var(v),
-            None => self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.ctx, CTX_BUDGET),
-        }
+        self.fb.use_var(self.budget_var)
     }
 
     fn leave_at(&mut self, st: &mut SlotState, rip: u64, code: u64) {
@@ -660,16 +660,14 @@ impl Lower<'_, '_> {
 
     /// Spend one unit of budget and tail-call `code`, or go to `miss` when none is left.
     fn chain_to(&mut self, code: Value, miss: ir::Block) {
-        let flags = MemFlagsData::trusted();
         let b = self.budget();
         let go = self.fb.create_block();
         self.fb.ins().brif(b, go, &[], miss, &[]);
         self.fb.seal_block(go);
         self.fb.switch_to_block(go);
         let b1 = self.fb.ins().iadd_imm_s(b, -1);
-        self.fb.ins().store(flags, b1, self.ctx, CTX_BUDGET);
         self.flush_plugin_vars();
-        self.fb.ins().return_call_indirect(self.tail_sig, code, &[self.ctx, self.cpu]);
+        self.fb.ins().return_call_indirect(self.tail_sig, code, &[self.ctx, self.cpu, b1]);
     }
 
     /// To the loop header of the region block at `pc` while the budget lasts; falls
@@ -689,10 +687,7 @@ impl Lower<'_, '_> {
         self.fb.seal_block(spent);
         self.fb.switch_to_block(go);
         let b1 = self.fb.ins().iadd_imm_s(b, -1);
-        match self.budget_var {
-            Some(v) => self.fb.def_var(v, b1),
-            None => self.store_ctx(b1, CTX_BUDGET),
-        }
+        self.fb.def_var(self.budget_var, b1);
         self.fb.ins().jump(head, &[]);
         self.fb.set_cold_block(spent);
         self.fb.switch_to_block(spent);
@@ -713,9 +708,9 @@ impl Lower<'_, '_> {
             self.leave(st, rip, kind::JUMP);
             return;
         }
-        let rip = self.konst(pc);
+        // `%rip` is stored only on the way back to the run loop: a chained block never
+        // reads it (every exit, fault and resume stores its own).
         self.regs.write_back(&mut self.fb, st);
-        self.regs.store_rip(&mut self.fb, rip);
         let idx = *self.slot_of_pc.entry(pc).or_insert_with(|| {
             self.data.slots.push(Box::new(ExitSlot { target: AtomicUsize::new(0), pc }));
             self.data.slots.len() - 1
@@ -730,6 +725,8 @@ impl Lower<'_, '_> {
         self.chain_to(t, miss);
         self.fb.seal_block(miss);
         self.fb.switch_to_block(miss);
+        let rip = self.konst(pc);
+        self.regs.store_rip(&mut self.fb, rip);
         self.store_ctx(slot, CTX_LAST_EXIT);
         self.ret(kind::JUMP);
     }
@@ -765,7 +762,6 @@ impl Lower<'_, '_> {
             return self.leave(st, pc, if is_ret { kind::RET } else { kind::INDIRECT });
         }
         self.regs.write_back(&mut self.fb, st);
-        self.regs.store_rip(&mut self.fb, pc);
         let flags = MemFlagsData::trusted();
         let table = self.fb.ins().load(types::I64, flags, self.ctx, CTX_IND_TABLE);
         let h = self.fb.ins().ushr_imm_u(pc, IND_SHIFT);
@@ -783,6 +779,7 @@ impl Lower<'_, '_> {
         self.chain_to(code, miss);
         self.fb.seal_block(miss);
         self.fb.switch_to_block(miss);
+        self.regs.store_rip(&mut self.fb, pc);
         // Name the block for the run loop, which profiles its targets (`--tier jit` has no
         // interpreted runs to learn them from).
         let src = self.konst(self.b.pc);
@@ -1472,8 +1469,17 @@ impl Lower<'_, '_> {
         };
         // Where the page-map check goes when the access is allowed.
         let allowed_to = ok_to.map_or(fast, |(_, ok)| ok);
-        // Two predictable branches: inside the table; allowed by the page bytes.
-        let page = self.fb.ins().ushr_imm_u(a, 12);
+        // Two predictable branches: inside the table; allowed by the page byte. A wide
+        // access checks the byte of its *last* byte's page: its `*_PREV` bit says that
+        // page and the one before allow the access, so it cannot fault wherever it
+        // starts. Only when the page before does not (the first page of a mapping) is the
+        // first page's byte read too (cold; usually the same page).
+        let (need, need_prev) = match val {
+            Some(_) => (page_map::WRITE, page_map::WRITE_PREV),
+            None => (page_map::READ, page_map::READ_PREV),
+        };
+        let last = if size > 1 { self.fb.ins().iadd_imm_s(a, size as i64 - 1) } else { a };
+        let page = self.fb.ins().ushr_imm_u(last, 12);
         let outside = self.fb.ins().icmp_imm_u(
             IntCC::UnsignedGreaterThanOrEqual,
             page,
@@ -1489,20 +1495,18 @@ impl Lower<'_, '_> {
         let base = self.konst(map as u64);
         let at = self.fb.ins().iadd(base, page);
         let flags = self.fb.ins().uload8(types::I32, MemFlagsData::trusted(), at, 0);
-        let need = match val {
-            Some(_) => page_map::WRITE,
-            None => page_map::READ,
-        };
         if size > 1 {
-            // The byte of the access's last page too (the same byte unless it crosses
-            // into the next page): one branch, and nothing slow about the last page of a
-            // mapping (the top of the stack). `page < PAGES`, so the last page is at most
-            // `PAGES`, a byte the table has and never sets.
-            let end = self.fb.ins().iadd_imm_s(a, size as i64 - 1);
-            let last = self.fb.ins().ushr_imm_u(end, 12);
-            let at2 = self.fb.ins().iadd(base, last);
-            let flags2 = self.fb.ins().uload8(types::I32, MemFlagsData::trusted(), at2, 0);
-            let both = self.fb.ins().band(flags, flags2);
+            let ok_prev = self.fb.ins().band_imm_u(flags, need_prev as i64);
+            let precise = self.fb.create_block();
+            self.fb.ins().brif(ok_prev, allowed_to, &[], precise, &[]);
+            self.fb.seal_block(precise);
+            self.fb.set_cold_block(precise);
+            self.fb.switch_to_block(precise);
+            // The first page is at most the last, so inside the table.
+            let first = self.fb.ins().ushr_imm_u(a, 12);
+            let at1 = self.fb.ins().iadd(base, first);
+            let flags1 = self.fb.ins().uload8(types::I32, MemFlagsData::trusted(), at1, 0);
+            let both = self.fb.ins().band(flags, flags1);
             let allowed = self.fb.ins().band_imm_u(both, need as i64);
             self.fb.ins().brif(allowed, allowed_to, &[], cold, &[]);
         } else {

@@ -333,7 +333,9 @@ impl Jit {
         sig.returns.push(AbiParam::new(types::I64));
         self.compile_stub("trampoline", sig, |fb, p| {
             let tail = fb.import_signature(lower::tb_signature());
-            let call = fb.ins().call_indirect(tail, p[2], &[p[0], p[1]]);
+            let flags = cranelift_codegen::ir::MemFlagsData::trusted();
+            let budget = fb.ins().load(types::I64, flags, p[0], rt::CTX_BUDGET);
+            let call = fb.ins().call_indirect(tail, p[2], &[p[0], p[1], budget]);
             let r = fb.inst_results(call)[0];
             fb.ins().return_(&[r]);
         })
