@@ -198,7 +198,8 @@ pub struct EngineJit {
 /// Why compiled code returned to the run loop (`--stats`).
 #[derive(Clone, Copy, Debug)]
 pub enum ExitReason {
-    /// A direct exit whose target was not linked (not compiled yet, or just linked now).
+    /// A direct exit whose target was not linked (not compiled yet, or just linked now),
+    /// or a quickly compiled block asking for its tier-up.
     Unlinked,
     /// An indirect jump or call whose target was not in the vCPU's table.
     IndirectMiss,
@@ -212,7 +213,7 @@ pub enum ExitReason {
 
 impl ExitReason {
     /// Number of reasons.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = ExitReason::ALL.len();
     /// Label for `--stats`.
     pub fn label(self) -> &'static str {
         match self {
@@ -224,7 +225,7 @@ impl ExitReason {
         }
     }
     /// Every reason, in `exits` order.
-    pub const ALL: [ExitReason; ExitReason::COUNT] = [
+    pub const ALL: [ExitReason; 5] = [
         ExitReason::Unlinked,
         ExitReason::IndirectMiss,
         ExitReason::ReturnMiss,
@@ -378,20 +379,25 @@ pub(super) fn run_tb(
         }
     }
     if vj.chain.budget_spent() {
-        request_region(engine, cpu.rip(), vj.chain.budget_spent_in_loop(), false, mem);
+        request_region(engine, cpu.rip(), vj.chain.budget_spent_in_loop(), JobKind::Region, mem);
     } else if vj.chain.hot_block() {
-        request_region(engine, cpu.rip(), false, true, mem);
+        request_region(engine, cpu.rip(), false, JobKind::TierUp, mem);
     }
     exit
 }
 
-/// The code stopped at `pc` after using up its budget (`hot` false): build a region
-/// headed there. `in_loop`: it ran out on a loop edge inside one function. With `hot`,
-/// the quickly compiled block at `pc` ran often: compile it again, optimised (a region of
-/// that block alone, unless it heads a loop).
-fn request_region(engine: &Arc<Engine>, pc: u64, in_loop: bool, hot: bool, mem: &dyn GuestMemory) {
+/// `what` is `Region`: the code stopped at `pc` after using up its budget, build a region
+/// headed there (`in_loop`: it ran out on a loop edge inside one function). `what` is
+/// `TierUp`: the quickly compiled block at `pc` ran often, compile it alone again,
+/// optimised.
+fn request_region(
+    engine: &Arc<Engine>,
+    pc: u64,
+    in_loop: bool,
+    what: JobKind,
+    mem: &dyn GuestMemory,
+) {
     let Some(head) = engine.get(pc) else { return };
-    let what = if hot { JobKind::TierUp } else { JobKind::Region };
     // A loop whose budget ran out on its own back edge is already one function: another
     // copy headed here would not run faster. But a loop running through blocks chained
     // one to another is not, even when its blocks belong to a region entered elsewhere
@@ -399,7 +405,7 @@ fn request_region(engine: &Arc<Engine>, pc: u64, in_loop: bool, hot: bool, mem: 
     // a block that was only tiered up alone.
     let from = match head.jit.region_state.load(Ordering::Relaxed) {
         NOT_QUEUED if !head.jit.has_region.load(Ordering::Acquire) => NOT_QUEUED,
-        TIERED if !hot => TIERED,
+        TIERED if what == JobKind::Region => TIERED,
         _ => return,
     };
     if (in_loop && in_live_region(&head))
@@ -585,8 +591,7 @@ fn compile_region(
         // dispatcher once and are linked to the loop.
         old.unlink_incoming();
     }
-    // The block alone, not looping: a tier-up, which a loop region headed here may still
-    // replace.
+    // A tier-up, which a loop region headed here may still replace.
     let state = if what == JobKind::TierUp { TIERED } else { QUEUED };
     head.jit.region_state.store(state, Ordering::Relaxed);
     // Exits linked to the head's own code would keep bypassing the region: unlink them,

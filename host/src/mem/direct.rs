@@ -430,10 +430,9 @@ pub mod page_map {
             let p = unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),
-                    // One byte more than the pages: compiled code also reads the byte of
-                    // an access's last page, which for the top page is index `PAGES`
-                    // (never set: "take the accessor").
-                    PAGES as usize + 4096,
+                    // Compiled code reads only bytes below `PAGES`: it checks the page
+                    // of an access's last byte against the bound first.
+                    PAGES as usize,
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                     -1,

@@ -456,14 +456,13 @@ fn exits_to(b: &Block, pcs: &[u64]) -> bool {
         }
 }
 
-/// Guest slots `b`'s ops and terminator mention, and those its ops write.
 /// The temporaries defined before op `i` of `b` that op `i`, the ops after it, their
 /// fix-ups or the terminator read: what a resume exit at `i` must hand the interpreter.
 fn live_temps(b: &Block, i: usize) -> Vec<u16> {
-    let temp_bit = |s: Slot| (!s.is_guest()).then(|| s.index() - crate::cpu::GUEST_SLOTS);
+    let temp_index = |s: Slot| (!s.is_guest()).then(|| s.index() - crate::cpu::GUEST_SLOTS);
     let mut defined = vec![false; b.temps as usize];
     for op in &b.ops[..i.min(b.ops.len())] {
-        if let Some(t) = op.dst().and_then(temp_bit) {
+        if let Some(t) = op.dst().and_then(temp_index) {
             if let Some(d) = defined.get_mut(t) {
                 *d = true;
             }
@@ -471,7 +470,7 @@ fn live_temps(b: &Block, i: usize) -> Vec<u16> {
     }
     let mut live = vec![false; b.temps as usize];
     let mut mark = |s: Slot| {
-        if let Some(t) = temp_bit(s) {
+        if let Some(t) = temp_index(s) {
             if defined.get(t).copied().unwrap_or(false) {
                 live[t] = true;
             }
@@ -490,6 +489,7 @@ fn live_temps(b: &Block, i: usize) -> Vec<u16> {
     (0..b.temps).filter(|&t| live[t as usize]).map(|t| t + crate::cpu::GUEST_SLOTS as u16).collect()
 }
 
+/// Guest slots `b`'s ops and terminator mention, and those its ops write.
 fn guest_slots(b: &Block) -> (u64, u64) {
     let (mut used, mut written) = (0u64, 0u64);
     let mut note = |s: Slot, w: bool| {
@@ -569,7 +569,7 @@ impl Lower<'_, '_> {
         self.ret(code);
     }
 
-    /// Return `code` (the budget, when held in a variable, goes back to the context).
+    /// Return `code` through the shared epilogue, storing the budget left to the context.
     fn ret(&mut self, code: u64) {
         self.flush_plugin_vars();
         let b = self.fb.use_var(self.budget_var);
@@ -603,12 +603,7 @@ impl Lower<'_, '_> {
         let c = self.konst(&*cell as *const HotCell as u64);
         self.data.hot = Some(cell);
         let fwd = self.fb.ins().load(types::I64, flags, c, HOT_FORWARD);
-        let (go, count) = (self.fb.create_block(), self.fb.create_block());
-        self.fb.ins().brif(fwd, go, &[], count, &[]);
-        self.fb.seal_block(go);
-        self.fb.seal_block(count);
-        self.fb.set_cold_block(go);
-        self.fb.switch_to_block(go);
+        let count = self.branch_cold(fwd);
         let table = self.fb.ins().load(types::I64, flags, self.ctx, CTX_IND_TABLE);
         let e = self.fb.ins().iadd_imm_s(table, (ind_index(self.b.pc) * 16) as i64);
         let epc = self.fb.ins().load(types::I64, flags, e, 0);
@@ -627,12 +622,8 @@ impl Lower<'_, '_> {
         self.fb.ins().return_call_indirect(self.tail_sig, fwd, &[self.ctx, self.cpu, b]);
         self.fb.switch_to_block(count);
         let left = self.fb.ins().load(types::I64, flags, c, HOT_LEFT);
-        let (dec, hot) = (self.fb.create_block(), self.fb.create_block());
-        self.fb.ins().brif(left, dec, &[], hot, &[]);
-        self.fb.seal_block(dec);
-        self.fb.seal_block(hot);
-        self.fb.set_cold_block(hot);
-        self.fb.switch_to_block(hot);
+        let used_up = self.fb.ins().icmp_imm_s(IntCC::Equal, left, 0);
+        let dec = self.branch_cold(used_up);
         let never = self.konst(u64::MAX);
         self.fb.ins().store(flags, never, c, HOT_LEFT);
         let rip = self.konst(self.b.pc);
