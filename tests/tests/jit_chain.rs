@@ -462,7 +462,9 @@ fn wide_accesses_at_page_edges_match_the_interpreter() {
     let mut jit = Jit::new().unwrap();
     let t = Slot::temp;
     let (lo, hi) = (base + 4096, base + 3 * 4096);
-    let addrs = [lo, lo + 4, lo - 4, lo + 4096 - 4, hi - 8, hi - 4, hi - 1, lo - 1];
+    // The last two wrap around the address space: their last byte is on page 0, their
+    // first at the top.
+    let addrs = [lo, lo + 4, lo - 4, lo + 4096 - 4, hi - 8, hi - 4, hi - 1, lo - 1, !0, !0 - 2];
     for (k, &addr) in addrs.iter().enumerate() {
         for store in [false, true] {
             for w in [Width::W16, Width::W32, Width::W64] {
@@ -486,7 +488,8 @@ fn wide_accesses_at_page_edges_match_the_interpreter() {
                 let what = format!("{addr:#x} (page base {base:#x}) {w:?} store={store}");
                 assert_eq!(ei, ej, "{what}");
                 assert_eq!(ci.slots[..64], cj.slots[..64], "{what}");
-                let inside = addr >= lo && addr + w.bytes() as u64 <= hi;
+                let inside =
+                    addr >= lo && addr.checked_add(w.bytes() as u64).is_some_and(|e| e <= hi);
                 assert_eq!(matches!(ej, BlockExit::Jump(OUT)), inside, "{what}");
             }
         }

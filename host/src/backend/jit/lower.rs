@@ -1493,8 +1493,16 @@ impl Lower<'_, '_> {
             self.fb.seal_block(precise);
             self.fb.set_cold_block(precise);
             self.fb.switch_to_block(precise);
-            // The first page is at most the last, so inside the table.
+            // The first page is at most the last, so inside the table, unless the access
+            // wraps around the address space: then its last byte is on page 0, whose
+            // `*_PREV` bits are never set (no page before it), so it always comes here.
             let first = self.fb.ins().ushr_imm_u(a, 12);
+            let wraps = self.fb.ins().icmp(IntCC::UnsignedGreaterThan, first, page);
+            let in_map = self.fb.create_block();
+            self.fb.ins().brif(wraps, cold, &[], in_map, &[]);
+            self.fb.seal_block(in_map);
+            self.fb.set_cold_block(in_map);
+            self.fb.switch_to_block(in_map);
             let at1 = self.fb.ins().iadd(base, first);
             let flags1 = self.fb.ins().uload8(types::I32, MemFlagsData::trusted(), at1, 0);
             let both = self.fb.ins().band(flags, flags1);
