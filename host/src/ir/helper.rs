@@ -26,6 +26,9 @@ pub struct HelperDesc {
     /// The function.
     pub func: HelperFn,
     /// Reads guest slots directly from `CpuState` (the JIT must write dirty slots back first).
+    /// Never `%rip`: compiled code stores it only on the way back to the run loop, so inside
+    /// a chained block or a loop it is stale (an instruction's own address is a constant in
+    /// the IR, passed as an argument where a helper needs it).
     pub reads_state: bool,
     /// Writes guest slots directly (the JIT must reload cached slots afterwards).
     pub writes_state: bool,

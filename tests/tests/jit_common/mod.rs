@@ -124,18 +124,29 @@ fn h_pure(_: &mut HelperCx<'_>, a: [u64; 4]) -> Result<u64, Fault> {
     Ok(a[0].wrapping_mul(31) ^ a[1].rotate_left(7) ^ a[2] ^ (a[3] << 3))
 }
 
+/// A guest slot a state-reading helper may read: any but `%rip`, which compiled code
+/// keeps up to date only at exits to the run loop (`HelperDesc::reads_state`).
+fn readable(x: u64) -> usize {
+    let s = (x & 63) as usize;
+    if s == blockscope::cpu::slot::RIP as usize {
+        s + 1
+    } else {
+        s
+    }
+}
+
 fn h_reads(cx: &mut HelperCx<'_>, a: [u64; 4]) -> Result<u64, Fault> {
-    let s = cx.cpu.slots[(a[0] & 63) as usize];
-    Ok(s.wrapping_add(a[1]) ^ cx.cpu.slots[(a[1] & 63) as usize])
+    let s = cx.cpu.slots[readable(a[0])];
+    Ok(s.wrapping_add(a[1]) ^ cx.cpu.slots[readable(a[1])])
 }
 
 fn h_writes(cx: &mut HelperCx<'_>, a: [u64; 4]) -> Result<u64, Fault> {
     // Reads and writes arbitrary guest slots, then may fault after writing (the JIT must
     // reload what the helper wrote before running fix-ups and writing back).
     let i = (a[0] & 63) as usize;
-    let j = ((a[0] >> 8) & 63) as usize;
+    let j = readable(a[0] >> 8);
     cx.cpu.slots[i] = a[1];
-    cx.cpu.slots[j] ^= a[2].wrapping_add(cx.cpu.slots[(a[2] & 63) as usize]);
+    cx.cpu.slots[j] ^= a[2].wrapping_add(cx.cpu.slots[readable(a[2])]);
     if a[3] & 7 == 0 {
         return Err(Fault::GeneralProtection(a[3] as u32 & 0xffff));
     }

@@ -146,6 +146,8 @@ struct Lower<'a, 'f> {
     base_here: Option<(cranelift_codegen::ir::Block, Value)>,
     /// Load the plugin memory base once for the whole function (see `lower`).
     hoist_base: bool,
+    /// A block of this loop reads `%rip`: back edges set it (see `lower`).
+    loop_rip: bool,
     /// In a looping function (user mode), per load/store site `(block, op index)`: the
     /// base of the page the site last found allowed, so staying on that page costs one
     /// compare (`inline_access`). Starts at a value no guest address is within a page of.
@@ -228,6 +230,7 @@ pub(super) fn build(
         cache_sel: None,
         base_here: None,
         hoist_base: true,
+        loop_rip: false,
         site_caches: HashMap::new(),
     };
     let pcs: Vec<u64> = blocks.iter().map(|b| b.pc).collect();
@@ -242,14 +245,22 @@ pub(super) fn build(
         l.terminator(&mut st);
     } else {
         // A loop (one block jumping to itself) or a region: every guest slot any block
-        // mentions is loaded before the headers; `%rip` is part of the loop state too,
-        // since a back edge sets it as the exit and re-entry it replaces would.
-        let rip = 1u64 << crate::cpu::slot::RIP;
-        let (mut used, mut written) = (rip, rip);
+        // mentions is loaded before the headers. `%rip` is part of the loop state only
+        // if an op or a fix-up reads it (lifted code never does; helpers may not, see
+        // `HelperDesc`): it is then loaded on entry and set to the head's pc by back
+        // edges. Otherwise every way back to the run loop stores its own (as in a single
+        // block), and a back edge need not set it.
+        let (mut used, mut written) = (0, 0);
         for b in blocks {
             let (u, w) = guest_slots(b);
             used |= u;
             written |= w;
+        }
+        let rip = 1u64 << crate::cpu::slot::RIP;
+        l.loop_rip = blocks.iter().any(|b| reads_rip(b));
+        if l.loop_rip {
+            used |= rip;
+            written |= rip;
         }
         let mut st = SlotState::default();
         for s in bits(used) {
@@ -509,6 +520,22 @@ fn live_temps(b: &Block, i: usize) -> Vec<u16> {
     (0..b.temps).filter(|&t| live[t as usize]).map(|t| t + crate::cpu::GUEST_SLOTS as u16).collect()
 }
 
+/// Whether an op of `b`, a fix-up or the terminator reads `%rip` (lifted code does not; the
+/// randomized tests do).
+fn reads_rip(b: &Block) -> bool {
+    let mut r = false;
+    let mut see = |s: Slot| r |= s.0 == crate::cpu::slot::RIP;
+    for op in b.ops.iter().chain(b.fixups.iter().flat_map(|f| f.1.iter())) {
+        op.for_each_src(&mut see);
+    }
+    match b.term {
+        Term::Branch { c, .. } => see(c),
+        Term::Indirect { target, .. } => see(target),
+        _ => {}
+    }
+    r
+}
+
 /// Guest slots `b`'s ops and terminator mention, and those its ops write.
 fn guest_slots(b: &Block) -> (u64, u64) {
     let (mut used, mut written) = (0u64, 0u64);
@@ -681,12 +708,14 @@ impl Lower<'_, '_> {
         self.fb.ins().return_call_indirect(self.tail_sig, code, &[self.ctx, self.cpu, b1]);
     }
 
-    /// To the loop header of the region block at `pc` while the budget lasts; falls
+    /// To the loop header `head` of the region block at `pc` while the budget lasts; falls
     /// through (in a new current block) when it is spent.
     fn loop_back(&mut self, st: &mut SlotState, pc: u64, head: ir::Block) {
         let head_st = self.head_st;
-        let pcv = self.konst(pc);
-        self.write(st, Slot(crate::cpu::slot::RIP), pcv);
+        if self.loop_rip {
+            let pcv = self.konst(pc);
+            self.write(st, Slot(crate::cpu::slot::RIP), pcv);
+        }
         for s in bits(head_st.loaded & !st.loaded) {
             self.read(st, Slot(s));
         }
