@@ -495,3 +495,85 @@ fn wide_accesses_at_page_edges_match_the_interpreter() {
         }
     }
 }
+
+/// A loop's stack loads share one page cache (and its stores another): a site on another
+/// page than the one the cache holds checks the page map, so a load that walks from the
+/// frame's page onto the next and then half onto an inaccessible page faults exactly where
+/// the interpreter does, with the same state, while its neighbour stays on the frame's
+/// page.
+#[test]
+fn stack_sites_sharing_a_page_cache_still_check_their_own_page() {
+    let shared = DirectShared::new();
+    let mut mem = Direct::new(shared.clone());
+    // Pages 0 and 1 read-write, page 2 inaccessible.
+    let base = shared.mmap_anon(0, 3 * 4096, Prot(Prot::READ | Prot::WRITE), false).unwrap();
+    let bad = base + 2 * 4096;
+    shared.revoke_fast(bad, bad + 4096);
+    // SAFETY: the page belongs to the mapping made above, which nothing else uses.
+    assert_eq!(unsafe { libc::mprotect(bad as *mut libc::c_void, 4096, libc::PROT_NONE) }, 0);
+    shared.map(bad, 4096, Prot(0));
+    let rsp = Slot(slot::RSP);
+    let rdx = Slot(slot::RDX);
+    let t = Slot::temp;
+    // A: rax = [rsp + 8]; [rsp + 16] = rcx; rsi = [rsp + rbx - 4]; rdx = [rsp + rbx];
+    //    [rsp + rbx + 8] = rax; rbx += 2048; rcx -= 1; branch (rcx != 0) A, OUT
+    // The load of rsi leaves the shared cache on the page where the load of rdx starts,
+    // so that load's compare alone must see that it crosses into the next page.
+    let ops = vec![
+        Op::BinImm { op: BinOp::Add, w: Width::W64, dst: t(0), a: rsp, imm: 8 },
+        Op::Load { w: Width::W64, dst: RAX, addr: t(0) },
+        Op::BinImm { op: BinOp::Add, w: Width::W64, dst: t(1), a: rsp, imm: 16 },
+        Op::Store { w: Width::W64, addr: t(1), val: RCX },
+        Op::Bin { op: BinOp::Add, w: Width::W64, dst: t(2), a: rsp, b: RBX },
+        Op::BinImm { op: BinOp::Sub, w: Width::W64, dst: t(5), a: t(2), imm: 4 },
+        Op::Load { w: Width::W64, dst: Slot(slot::RSI), addr: t(5) },
+        Op::Load { w: Width::W64, dst: rdx, addr: t(2) },
+        Op::BinImm { op: BinOp::Add, w: Width::W64, dst: t(3), a: t(2), imm: 8 },
+        Op::Store { w: Width::W64, addr: t(3), val: RAX },
+        Op::BinImm { op: BinOp::Add, w: Width::W64, dst: RBX, a: RBX, imm: 2048 },
+        Op::BinImm { op: BinOp::Sub, w: Width::W64, dst: RCX, a: RCX, imm: 1 },
+        Op::CmpImm { cc: Cond::Ne, w: Width::W64, dst: t(4), a: RCX, imm: 0 },
+    ];
+    let b = one_insn(A, ops, Term::Branch { c: t(4), taken: A, not_taken: OUT }, 6);
+    let code = {
+        let mut jit = Jit::new().unwrap();
+        let ab = Arc::new(b.clone());
+        jit.compile_region(&[&ab], mem.direct_accessors()).unwrap()
+    };
+    // Enough iterations to reach the inaccessible page, and fewer (the loop ends first).
+    for iters in [10u64, 3] {
+        let mut start = Box::<CpuState>::default();
+        // The walking load of rdx straddles pages 0-1 on its second run and 1-2 (a
+        // fault) on its fourth.
+        start.slots[rsp.0 as usize] = base + 2044;
+        start.slots[RCX.0 as usize] = iters;
+        start.set_rip(A);
+        let mut ci = start.clone();
+        let mut ei = BlockExit::Halt;
+        for _ in 0..iters {
+            ei = run_block(&b, &mut ci, &mut mem);
+            if ei != BlockExit::Jump(A) {
+                break;
+            }
+        }
+        let interp_mem: Vec<u64> =
+            (0..2 * 512).map(|i| mem.load(base + 8 * i, Width::W64).unwrap()).collect();
+        for i in 0..2 * 512 {
+            mem.store(base + 8 * i, Width::W64, 0).unwrap();
+        }
+        let mut cj = start.clone();
+        let mut chain = ChainState::default();
+        chain.budget = 100;
+        let (ej, _) = code.run_chained(&mut cj, &mut mem, &mut chain);
+        let jit_mem: Vec<u64> =
+            (0..2 * 512).map(|i| mem.load(base + 8 * i, Width::W64).unwrap()).collect();
+        assert_eq!(ei, ej, "{iters} iterations");
+        assert_eq!(ci.slots[..64], cj.slots[..64], "{iters} iterations: guest slots");
+        assert!(interp_mem == jit_mem, "{iters} iterations: memory differs");
+        let faults = matches!(ej, BlockExit::Fault { fault: Fault::PageFault { .. }, .. });
+        assert_eq!(faults, iters == 10, "{iters} iterations: {ej:?}");
+        for i in 0..2 * 512 {
+            mem.store(base + 8 * i, Width::W64, 0).unwrap();
+        }
+    }
+}

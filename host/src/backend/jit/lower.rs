@@ -148,9 +148,10 @@ struct Lower<'a, 'f> {
     hoist_base: bool,
     /// A block of this loop reads `%rip`: back edges set it (see `lower`).
     loop_rip: bool,
-    /// In a looping function (user mode), per load/store site `(block, op index)`: the
-    /// base of the page the site last found allowed, so staying on that page costs one
-    /// compare (`inline_access`). Starts at a value no guest address is within a page of.
+    /// In a looping function (user mode), per stack load/store site `(block, op index)`:
+    /// the variable holding the base of the page the function's stack loads (or stores)
+    /// last found allowed, so staying on that page costs one compare (`inline_access`).
+    /// Starts at a value no guest address is within a page of.
     site_caches: HashMap<(usize, usize), Variable>,
 }
 
@@ -300,11 +301,21 @@ pub(super) fn build(
         }
         l.reload_plugin_vars();
         if direct.is_some_and(|d| d.page_map != 0) {
+            // One cache for all the stack loads of the function and one for its stores:
+            // a frame is one or two pages, so the sites share the page they hit, and two
+            // loop-carried values instead of one per site (bytecode's dispatch loop had
+            // 25, all spilled) leave the guest's registers in registers. Any site may use
+            // the page another found allowed: each compare covers its own access.
             let none = l.konst(NO_PAGE);
+            let mut caches: [Option<Variable>; 2] = [None, None];
             for (k, b) in blocks.iter().enumerate() {
                 for i in stack_sites(b) {
-                    let var = l.fb.declare_var(types::I64);
-                    l.fb.def_var(var, none);
+                    let store = matches!(b.ops[i], Op::Store { .. }) as usize;
+                    let var = *caches[store].get_or_insert_with(|| {
+                        let var = l.fb.declare_var(types::I64);
+                        l.fb.def_var(var, none);
+                        var
+                    });
                     l.site_caches.insert((k, i), var);
                 }
             }
