@@ -6,8 +6,15 @@
 //! install only; the block size is fixed before the first vCPU starts. A vCPU's block
 //! lives until the process ends (plugins read every vCPU's counters at exit).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
+
+thread_local! {
+    /// The vCPU whose guest code runs on this thread (the last one started here), if any:
+    /// only that code writes its plugin memory.
+    static OWN_VCPU: Cell<Option<u32>> = const { Cell::new(None) };
+}
 
 /// One scoreboard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +87,10 @@ impl Scoreboards {
         };
         let mut v = self.vcpus.lock().unwrap_or_else(|e| e.into_inner());
         v.push(block);
-        (v.len() as u32 - 1, block)
+        let index = v.len() as u32 - 1;
+        // `vcpu_init` runs on the thread that will run the vCPU.
+        OWN_VCPU.with(|o| o.set(Some(index)));
+        (index, block)
     }
     /// Number of vCPUs started.
     pub fn vcpu_count(&self) -> u32 {
@@ -97,15 +107,30 @@ impl Scoreboards {
         }
     }
     /// Copy the first `out.len()` entries of scoreboard `d` for `vcpu`.
+    #[allow(unsafe_code)] // the owning thread's plain copy; see the SAFETY comment
     pub fn read_all(&self, d: &Desc, vcpu: u32, out: &mut [u64]) -> u32 {
         let Some(b) = self.block(vcpu) else { return 0 };
         let n = out.len().min(d.entries as usize);
         if d.entry_bytes == 8 {
             // Whole words: a straight copy (trace buffers drain this way, 64 K words at a
             // time).
-            let first = d.off as usize / 8;
-            for (o, w) in out[..n].iter_mut().zip(&b[first..first + n]) {
-                *o = w.load(Ordering::Relaxed);
+            let src = &b[d.off as usize / 8..][..n];
+            if OWN_VCPU.with(Cell::get) == Some(vcpu) {
+                // SAFETY: `AtomicU64` has the size, alignment and bit validity of `u64`,
+                // and the ranges cannot overlap (`out` is a `&mut` the caller owns, `src`
+                // is leaked plugin memory). A non-atomic read of an atomic is sound when
+                // no access races with it. Only the vCPU's own guest code writes `src`,
+                // and it runs on this thread, which is here now (in a callback from that
+                // code, or after it stopped); other threads only read. Relaxed loads
+                // word by word compile to one `mov` pair per word (LLVM does not
+                // vectorize atomics), which took 13% of a `memtrace` run.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.as_ptr().cast::<u64>(), out.as_mut_ptr(), n);
+                }
+            } else {
+                for (o, w) in out[..n].iter_mut().zip(src) {
+                    *o = w.load(Ordering::Relaxed);
+                }
             }
             return n as u32;
         }
@@ -125,5 +150,41 @@ fn read_entry(b: &[AtomicU64], d: &Desc, entry: u32) -> u64 {
         v
     } else {
         v & ((1u64 << bits) - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The owning thread's plain copy and another thread's word-by-word copy read the same
+    /// words, from the scoreboard's own offset (a second scoreboard sits before it).
+    #[test]
+    fn read_all_copies_the_same_words_on_and_off_the_vcpu_thread() {
+        let sb = Scoreboards::default();
+        let before = sb.create(0, 8, 3).unwrap();
+        let id = sb.create(0, 8, 100).unwrap();
+        let (vcpu, block) = sb.new_vcpu();
+        let (d0, d) = (sb.get(before).unwrap(), sb.get(id).unwrap());
+        for (i, w) in block.iter().enumerate() {
+            w.store(i as u64 * 0x1_0001 + 7, Ordering::Relaxed);
+        }
+        let want: Vec<u64> = (0..100).map(|i| (d.off as u64 / 8 + i) * 0x1_0001 + 7).collect();
+        let mut here = vec![0u64; 100];
+        assert_eq!(sb.read_all(&d, vcpu, &mut here), 100);
+        assert_eq!(here, want);
+        let there = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut out = vec![0u64; 100];
+                sb.read_all(&d, vcpu, &mut out);
+                out
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(there, want);
+        let mut first = vec![0u64; 3];
+        sb.read_all(&d0, vcpu, &mut first);
+        assert_eq!(first, vec![7, 0x1_0001 + 7, 2 * 0x1_0001 + 7]);
     }
 }
