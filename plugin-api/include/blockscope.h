@@ -183,6 +183,8 @@ typedef struct bs_insn {
 
 typedef struct bs_tb {
     uint64_t pc;
+    /* End of the first run of instructions: a block may go on at the target of a
+       direct jmp (which stays one of its instructions); each insn's pc/len say where. */
     uint64_t end;
     bs_insn_slice insns;
     bs_mem_operand_slice mem_operands;

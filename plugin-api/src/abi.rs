@@ -290,12 +290,17 @@ pub struct InsnRaw {
 }
 
 /// The read-only view of a block passed to `translate`. Valid only during that call.
+///
+/// A block may go on through direct unconditional `jmp`s (they stay among its
+/// instructions): its code is then several runs, and instruction addresses need not rise.
+/// Each instruction's `pc` and `len` say where it is.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
 pub struct TbRaw<'a> {
     /// Address of the first instruction.
     pub pc: u64,
-    /// Address after the last instruction.
+    /// End of the first run of instructions (the block's end unless it goes on through a
+    /// `jmp`).
     pub end: u64,
     /// The instructions.
     pub insns: RSlice<'a, InsnRaw>,

@@ -353,7 +353,9 @@ impl<'a> TbView<'a> {
     pub fn pc(&self) -> u64 {
         self.raw.pc
     }
-    /// Address after the last instruction.
+    /// End of the first contiguous run of instructions: the address after the last one,
+    /// unless the block goes on at the target of a direct `jmp` (it then has several
+    /// runs; each instruction's `pc` and `len` say where it is).
     pub fn end(&self) -> u64 {
         self.raw.end
     }

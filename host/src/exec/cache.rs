@@ -120,9 +120,15 @@ impl Engine {
         let Translated { mut block, insns, unimplemented, depends_on } =
             translate(pc, mem, self.config.max_block_insns, end_limit)?;
         if !self.plugins.is_empty() {
-            let mut code = vec![0u8; block.end.saturating_sub(block.pc) as usize];
-            let n = mem.fetch_code(block.pc, &mut code).unwrap_or(0);
-            code.truncate(n);
+            // The instructions' bytes in block order (a block may continue through an
+            // elided `jmp`, so its code is not one range).
+            let mut code = Vec::new();
+            for (s, e) in crate::frontend::runs(&block.insns) {
+                let at = code.len();
+                code.resize(at + e.saturating_sub(s) as usize, 0);
+                let n = mem.fetch_code(s, &mut code[at..]).unwrap_or(0);
+                code.truncate(at + n);
+            }
             self.plugins.on_translate(&mut block, &insns, &code);
         }
         if self.config.trace_translate {

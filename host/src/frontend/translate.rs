@@ -30,6 +30,30 @@ fn ends_block(i: &Instruction) -> bool {
         || matches!(i.mnemonic(), Mnemonic::Syscall | Mnemonic::Hlt | Mnemonic::Cpuid)
 }
 
+/// Most direct `jmp`s one block continues through (see `elided_target`).
+const MAX_ELIDED: usize = 8;
+
+/// Where decoding goes on after `i` in the same block, if `i` is a direct unconditional
+/// `jmp` the block may continue through (as DynamoRIO elides them): not the block's last
+/// instruction slot, a target below `end_limit` and not already in the block (a loop
+/// stays a block that branches to itself). The `jmp` stays one of the block's
+/// instructions (it executes and counts) and lifts to nothing: its target is simply the
+/// next instruction. A block run then pays one dispatch, one counter of each plugin and
+/// one chained exit less per elided jump.
+fn elided_target(
+    i: &Instruction,
+    insns: &[Instruction],
+    max_insns: usize,
+    end_limit: u64,
+    elided: usize,
+) -> Option<u64> {
+    if i.mnemonic() != Mnemonic::Jmp || !is_direct(i) || elided >= MAX_ELIDED {
+        return None;
+    }
+    let t = i.near_branch_target();
+    (insns.len() < max_insns && t < end_limit && insns.iter().all(|d| d.ip() != t)).then_some(t)
+}
+
 /// Translate the block starting at `pc`. Fails only if the first instruction cannot be
 /// fetched (the fault to raise at `pc`).
 pub fn translate(
@@ -45,13 +69,17 @@ pub fn translate(
     let mut n = mem.fetch_code(pc, &mut buf)?;
     let mut insns: Vec<Instruction> = Vec::new();
     let mut trailing_fault: Option<Term> = None;
-    // Offset in `buf` of the next instruction.
+    // Start of the contiguous run being decoded (the block's first, or the target of an
+    // elided `jmp`) and the offset in `buf` of its next instruction.
+    let mut seg = pc;
     let mut at = 0usize;
+    let mut elided = 0;
     loop {
         // Whether a bigger buffer would hold more bytes (the fetch was not cut short).
         let more = n == buf.len() && buf.len() < cap;
         let mut grow = false;
-        let mut dec = Decoder::with_ip(64, &buf[at..n], pc + at as u64, DecoderOptions::NONE);
+        let mut next_seg = None;
+        let mut dec = Decoder::with_ip(64, &buf[at..n], seg + at as u64, DecoderOptions::NONE);
         while insns.len() < max_insns {
             if !dec.can_decode() {
                 grow = more;
@@ -87,15 +115,27 @@ pub fn translate(
             at += i.len();
             insns.push(i);
             if ends_block(&i) {
+                next_seg = elided_target(&i, &insns, max_insns, end_limit, elided);
                 break;
             }
+        }
+        if let Some(t) = next_seg {
+            // Go on at the target when its first bytes can be fetched; if not, the `jmp`
+            // ends the block as usual (and the target faults when it runs).
+            let mut b = vec![0u8; cap.min(FIRST_FETCH)];
+            if let Ok(k) = mem.fetch_code(t, &mut b) {
+                (buf, n, seg, at) = (b, k, t, 0);
+                elided += 1;
+                continue;
+            }
+            break;
         }
         if !grow {
             break;
         }
         let old = buf.len();
         buf.resize((old * 2).min(cap), 0);
-        n += mem.fetch_code(pc + old as u64, &mut buf[old..]).unwrap_or(0);
+        n += mem.fetch_code(seg + old as u64, &mut buf[old..]).unwrap_or(0);
     }
     if insns.is_empty() {
         let term =
@@ -107,8 +147,29 @@ pub fn translate(
     let mut depends_on = Vec::new();
     let exit_live = exit_liveness(insns.last().expect("non-empty"), mem, &mut depends_on);
     let mut t = lift(pc, insns, exit_live);
+    // The block's own code past an elided `jmp` is watched like the lookahead's: `end`
+    // closes the first contiguous run, each later run is a range it depends on.
+    let runs = runs(&t.block.insns);
+    if let Some(&(_, first_end)) = runs.first() {
+        t.block.end = first_end;
+    }
+    depends_on.extend(runs.into_iter().skip(1));
     t.depends_on = depends_on;
     Ok(t)
+}
+
+/// The contiguous runs `(start, end)` of a block's instructions, in block order (more
+/// than one when the block continues through an elided `jmp`).
+pub fn runs(insns: &[InsnMeta]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for m in insns {
+        let end = m.pc + m.len as u64;
+        match out.last_mut() {
+            Some(r) if r.1 == m.pc => r.1 = end,
+            _ => out.push((m.pc, end)),
+        }
+    }
+    out
 }
 
 const STATUS: u32 = iced_x86::RflagsBits::OF
@@ -179,8 +240,13 @@ fn lookahead_in(pc: u64, code: &[u8], may_grow: bool) -> Option<u32> {
         if may_grow && i.is_invalid() && dec.last_error() == DecoderError::NoMoreBytes {
             return None;
         }
+        // Past a syscall or a trap the kernel or a signal handler sees every flag. So it
+        // does past HLT (#GP at CPL 3), which iced counts as falling through.
         if i.is_invalid()
-            || matches!(i.mnemonic(), Mnemonic::Syscall | Mnemonic::Int | Mnemonic::Int3)
+            || matches!(
+                i.mnemonic(),
+                Mnemonic::Syscall | Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Hlt
+            )
         {
             break;
         }
@@ -234,6 +300,12 @@ fn lift(pc: u64, mut insns: Vec<Instruction>, exit_live: u32) -> Translated {
         cx.live_out = live[k];
         cx.mem_addr = None;
         let snap = (cx.ops.len(), cx.temps, cx.flags);
+        if k + 1 < insns.len() && i.mnemonic() == Mnemonic::Jmp && is_direct(i) {
+            // An elided `jmp` (`elided_target`): the next instruction is its target.
+            metas.push(InsnMeta { pc: i.ip(), len: i.len() as u8, first_op: snap.0 as u32 });
+            lifted = k + 1;
+            continue;
+        }
         if let FlagState::Pending(_) = cx.flags {
             fixups.push((k as u32, cx.flags.commit_ops()));
         }
@@ -495,8 +567,60 @@ mod tests {
         }
         bytes.extend_from_slice(&ADD_RAX_1);
         let mut mem = Code { bytes, fetched: 0 };
-        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        // One instruction: the `jmp` ends the block (it is not elided).
+        let t = translate(BASE, &mut mem, 1, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 1);
         let add = BASE + 72;
         assert!(t.depends_on.iter().any(|&(s, e)| s <= add && add + 4 <= e), "{:x?}", t.depends_on);
+    }
+
+    #[test]
+    fn a_block_goes_on_through_a_direct_jmp() {
+        // add rax, 1 ; jmp +4 ; (4 bytes that are not code) ; add rax, 1 ; ret
+        let mut bytes = ADD_RAX_1.to_vec();
+        bytes.extend_from_slice(&[0xeb, 0x04, 0x0f, 0x0b, 0x0f, 0x0b]);
+        bytes.extend_from_slice(&ADD_RAX_1);
+        bytes.push(RET);
+        let mut mem = Code { bytes, fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        let pcs: Vec<u64> = t.block.insns.iter().map(|m| m.pc - BASE).collect();
+        assert_eq!(pcs, [0, 4, 10, 14]);
+        assert!(matches!(t.block.term, Term::Indirect { is_ret: true, .. }));
+        // The `jmp` executes (it is one of the block's instructions) but lifts to nothing.
+        assert_eq!(t.block.insns[1].first_op, t.block.insns[2].first_op);
+        // `end` closes the first run; the second is a range the block depends on.
+        assert_eq!(t.block.end, BASE + 6);
+        assert_eq!(runs(&t.block.insns), [(BASE, BASE + 6), (BASE + 10, BASE + 15)]);
+        assert!(t.depends_on.contains(&(BASE + 10, BASE + 15)), "{:x?}", t.depends_on);
+        // Not past the end limit (`run_snippet`'s stop address): the `jmp` ends the block.
+        let t = translate(BASE, &mut mem, 64, BASE + 10).unwrap();
+        assert_eq!(t.insns.len(), 2);
+        assert_eq!(t.block.term, Term::Jump(BASE + 10));
+    }
+
+    #[test]
+    fn a_jmp_back_into_the_block_or_past_the_limits_ends_it() {
+        // l: add rax, 1 ; jmp l: a loop stays a block that branches to itself.
+        let mut bytes = ADD_RAX_1.to_vec();
+        bytes.extend_from_slice(&[0xeb, 0xfa]);
+        let mut mem = Code { bytes, fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 2);
+        assert_eq!(t.block.term, Term::Jump(BASE));
+        // A chain of `jmp +0`: at most MAX_ELIDED are gone through, and never more than
+        // `max_insns` instructions in all.
+        let mut mem = Code { bytes: [0xeb, 0x00].repeat(20), fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), MAX_ELIDED + 1);
+        assert_eq!(t.block.term, Term::Jump(BASE + 2 * (MAX_ELIDED as u64 + 1)));
+        let t = translate(BASE, &mut mem, 3, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 3);
+        assert_eq!(t.block.term, Term::Jump(BASE + 6));
+        // A target that cannot be fetched: the `jmp` ends the block, the target faults
+        // when it runs.
+        let mut mem = Code { bytes: vec![0xe9, 0, 0x10, 0, 0], fetched: 0 };
+        let t = translate(BASE, &mut mem, 64, u64::MAX).unwrap();
+        assert_eq!(t.insns.len(), 1);
+        assert_eq!(t.block.term, Term::Jump(BASE + 5 + 0x1000));
     }
 }

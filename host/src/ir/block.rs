@@ -63,7 +63,9 @@ pub enum Term {
 pub struct Block {
     /// Guest address of the first instruction.
     pub pc: u64,
-    /// Guest address just past the last instruction.
+    /// Guest address just past the first contiguous run of instructions: past the last
+    /// one, unless the block goes on at the target of a direct `jmp` (the frontend then
+    /// lists its later runs among the code it depends on; instruction pcs need not rise).
     pub end: u64,
     /// The ops.
     pub ops: Vec<Op>,

@@ -318,7 +318,7 @@ impl Plugins {
 
     /// A block was lifted: show it to every plugin and splice in what they inject.
     /// `decoded` holds the decoder's instructions in block order (or nothing), `code` the
-    /// block's bytes from `block.pc`.
+    /// instructions' bytes one after another (`view::build`).
     pub fn on_translate(&self, block: &mut Block, decoded: &[iced_x86::Instruction], code: &[u8]) {
         if self.entries.is_empty() {
             return;

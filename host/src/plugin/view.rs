@@ -100,11 +100,13 @@ fn access_of(op: &Op) -> Option<AccessRaw> {
 
 /// Build the view of `block`. `decoded` holds the decoder's instructions in block order
 /// (may be empty: then mnemonics are `"?"` and there are no memory operands); `code`
-/// holds the block's bytes from `block.pc`.
+/// holds the instructions' bytes one after another, in block order (the block's bytes
+/// from `block.pc` unless it continues through an elided `jmp`).
 pub fn build(block: &Block, decoded: &[Instruction], code: &[u8]) -> ViewData {
     let mut v = ViewData { pc: block.pc, end: block.end, ..Default::default() };
     let mut factory = InstructionInfoFactory::new();
     let n = block.insns.len();
+    let mut at = 0;
     for (k, meta) in block.insns.iter().enumerate() {
         let mut raw = InsnRaw {
             pc: meta.pc,
@@ -118,7 +120,8 @@ pub fn build(block: &Block, decoded: &[Instruction], code: &[u8]) -> ViewData {
             access_first: v.accesses.len() as u32,
             access_count: 0,
         };
-        let off = meta.pc.wrapping_sub(block.pc) as usize;
+        let off = at;
+        at += meta.len as usize;
         if let Some(b) = code.get(off..off + meta.len as usize) {
             raw.bytes[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
         }
@@ -179,4 +182,32 @@ pub fn disas(v: &ViewData, k: usize) -> Option<String> {
     let mut s = String::new();
     f.format(d, &mut s);
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{InsnMeta, Term};
+
+    /// A block that goes on through a `jmp` into code elsewhere: each instruction gets its
+    /// own bytes from `code` (the instructions' bytes one after another), wherever it is.
+    #[test]
+    fn instructions_past_an_elided_jmp_get_their_own_bytes() {
+        let m = |pc, len| InsnMeta { pc, len, first_op: 0 };
+        let block = Block {
+            pc: 0x2000,
+            end: 0x2006,
+            ops: vec![],
+            insns: vec![m(0x2000, 4), m(0x2004, 2), m(0x1000, 1)],
+            term: Term::Indirect { target: crate::ir::Slot(0), is_ret: true },
+            temps: 0,
+            fixups: vec![],
+        };
+        let code = [0x48, 0x83, 0xc0, 0x01, 0xeb, 0x08, 0xc3];
+        let v = build(&block, &[], &code);
+        assert_eq!((v.pc, v.end), (0x2000, 0x2006));
+        let bytes: Vec<&[u8]> = v.insns.iter().map(|i| &i.bytes[..i.len as usize]).collect();
+        assert_eq!(bytes, [&code[..4], &code[4..6], &code[6..]]);
+        assert_eq!(v.insns[2].pc, 0x1000);
+    }
 }

@@ -24,7 +24,9 @@ use std::sync::Mutex;
 /// One translated block, by id.
 struct BlockInfo {
     pc: u64,
-    size: u32,
+    /// Its contiguous runs of code `(start, size)`: more than one when the block goes on
+    /// at the target of a `jmp` (drcov entries are ranges, one per run).
+    runs: Vec<(u64, u32)>,
     insn_pcs: Vec<u64>,
 }
 
@@ -55,6 +57,18 @@ fn location(off: u64, module: u64, size: u32) -> u64 {
     (x >> 32) & (size as u64 - 1)
 }
 
+/// The contiguous runs `(start, size)` of `tb`'s instructions, in order.
+fn runs(tb: &TbView<'_>) -> Vec<(u64, u32)> {
+    let mut out: Vec<(u64, u32)> = Vec::new();
+    for i in tb.insns() {
+        match out.last_mut() {
+            Some((s, n)) if *s + *n as u64 == i.pc() => *n += i.len() as u32,
+            _ => out.push((i.pc(), i.len() as u32)),
+        }
+    }
+    out
+}
+
 impl Coverage {
     fn block_id(&self, tb: &TbView<'_>) -> u32 {
         let mut b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
@@ -64,7 +78,7 @@ impl Coverage {
         let id = b.list.len() as u32;
         b.list.push(BlockInfo {
             pc: tb.pc(),
-            size: (tb.end() - tb.pc()) as u32,
+            runs: runs(tb),
             insn_pcs: tb.insns().map(|i| i.pc()).collect(),
         });
         b.by_pc.insert(tb.pc(), id);
@@ -101,9 +115,11 @@ impl Coverage {
             if counts.get(id).copied().unwrap_or(0) == 0 {
                 continue;
             }
-            let m = modules.iter().enumerate().rev().find(|(_, m)| m.start <= b.pc && b.pc < m.end);
-            if let Some((mi, m)) = m {
-                bbs.push(((b.pc - m.start) as u32, b.size.min(u16::MAX as u32) as u16, mi as u16));
+            for &(pc, size) in &b.runs {
+                let m = modules.iter().enumerate().rev().find(|(_, m)| m.start <= pc && pc < m.end);
+                if let Some((mi, m)) = m {
+                    bbs.push(((pc - m.start) as u32, size.min(u16::MAX as u32) as u16, mi as u16));
+                }
             }
         }
         let mut out = Vec::new();
