@@ -259,7 +259,12 @@ impl Encoder {
 
     /// Most bytes [`Encoder::encode`] writes for `words` buffer words.
     pub fn bound(&self, words: usize) -> usize {
-        2 * CHUNK_HEADER_BYTES + self.pending.len() * SITE_BYTES + words / 3 * MAX_RECORD_BYTES
+        self.bound_records(words / 3)
+    }
+
+    /// Most bytes [`Encoder::encode_columns`] writes for `n` records.
+    pub fn bound_records(&self, n: usize) -> usize {
+        2 * CHUNK_HEADER_BYTES + self.pending.len() * SITE_BYTES + n * MAX_RECORD_BYTES
     }
 
     /// [`Encoder::encode`] appending to a vector.
@@ -276,8 +281,26 @@ impl Encoder {
     /// Returns the bytes written. `out` must hold [`Encoder::bound`] bytes (it is written
     /// a few bytes past what is returned). Records naming an undefined site are dropped.
     pub fn encode(&mut self, thread: u32, words: &[u64], out: &mut [u8]) -> usize {
-        assert!(out.len() >= self.bound(words.len()), "encode: output too small");
-        if words.len() < 3 {
+        let n = words.len() / 3;
+        let col = |k: usize| words.chunks_exact(3).map(|r| r[k]).collect::<Vec<u64>>();
+        self.encode_columns(thread, &col(0)[..n], &col(1)[..n], &col(2)[..n], out)
+    }
+
+    /// [`Encoder::encode`] for records given as columns: `sites[i]`, `addrs[i]` and
+    /// `values[i]` make record `i` (the longest common prefix is encoded). `out` must hold
+    /// [`Encoder::bound_records`] bytes.
+    pub fn encode_columns(
+        &mut self,
+        thread: u32,
+        sites: &[u64],
+        addrs: &[u64],
+        values: &[u64],
+        out: &mut [u8],
+    ) -> usize {
+        let n = sites.len().min(addrs.len()).min(values.len());
+        let (sites_in, addrs, values) = (&sites[..n], &addrs[..n], &values[..n]);
+        assert!(out.len() >= self.bound_records(n), "encode: output too small");
+        if n == 0 {
             return 0;
         }
         let mut p = 0;
@@ -307,8 +330,8 @@ impl Encoder {
         let sites = st.len() as u64 - 1;
         let mut count = 0u32;
         let st = &mut st[..];
-        for r in words.chunks_exact(3) {
-            let (site, addr) = (r[0], r[1]);
+        for j in 0..n {
+            let (site, addr) = (sites_in[j], addrs[j]);
             if site >= sites {
                 continue;
             }
@@ -348,7 +371,7 @@ impl Encoder {
             s.addr = addr;
             prev_addr = addr;
             // The value.
-            let v = r[2] & s.mask;
+            let v = values[j] & s.mask;
             let m = &mut mem[slot(addr)];
             let base = if m[0] == addr { m[1] } else { s.value };
             let x = v ^ base;
@@ -667,6 +690,35 @@ mod tests {
         let sites = CHUNK_HEADER_BYTES + 3 * SITE_BYTES;
         assert!(b.len() - sites - CHUNK_HEADER_BYTES < 3000 + 40, "{} bytes", b.len());
         assert_eq!(decode(&b).unwrap().len(), 3000);
+    }
+
+    #[test]
+    fn columns_encode_like_interleaved_words() {
+        let sites = [
+            Site { pc: 0x1000, size: 4, kind: KIND_LOAD },
+            Site { pc: 0x1004, size: 8, kind: KIND_STORE },
+        ];
+        let mut rng = Rng(7);
+        let recs: Vec<[u64; 3]> =
+            (0..500).map(|_| [rng.below(2), 0x7000 + 8 * rng.below(64), rng.next()]).collect();
+        let words: Vec<u64> = recs.iter().flatten().copied().collect();
+        let (mut a, mut b) = (Encoder::new(), Encoder::new());
+        for s in sites {
+            a.define_site(s);
+            b.define_site(s);
+        }
+        let mut wa = Vec::new();
+        a.encode_to_vec(3, &words, &mut wa);
+        // A longer value column: the common prefix is encoded.
+        let col = |k: usize| recs.iter().map(|r| r[k]).collect::<Vec<u64>>();
+        let mut values = col(2);
+        values.push(1);
+        let mut wb = vec![0u8; b.bound_records(501)];
+        let n = b.encode_columns(3, &col(0), &col(1), &values, &mut wb);
+        assert_eq!(&wb[..n], &wa[..]);
+        let back = decode(&wa).unwrap();
+        assert_eq!(back.len(), 500);
+        assert_eq!((back[9].addr, back[9].thread), (recs[9][1], 3));
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! not seen. An atomic read-modify-write is one record of kind RMW with the old value.
 //! A forked child's accesses are not traced (the parent owns the file).
 //!
-//! Tracing costs no call per access: each vCPU has a buffer of 64-bit words in a
-//! scoreboard, and the injected code right after an access stores its record (a constant
-//! *site* id, then address and value) at the buffer position and advances the position.
+//! Tracing costs no call per access: each vCPU has a buffer of records in three
+//! scoreboards of 64-bit words (columns: site ids, addresses, values), and the injected
+//! code right after an access stores its record (a constant *site* id, the address, the
+//! value) at the buffer position and advances the position by one. The three stores share
+//! one index, masked once (interleaved words needed an add and a mask per store).
 //! A site is one access of one instruction — (pc, size, kind) in a table filled at
 //! translation, deduplicated so a retranslated block reuses its ids. At block entry, a
 //! block whose records might not fit calls `flush` and resets the position. `flush` only
@@ -42,10 +44,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use writer::Batch;
 
-/// Words in each vCPU's trace buffer (3 per record).
-const BUF_WORDS: u32 = 1 << 16;
-/// Words per buffered record.
-const REC_WORDS: u32 = 3;
+/// Records in each vCPU's trace buffer.
+const BUF_RECS: u32 = 1 << 14;
 /// Buffers queued for the writer thread at most (then `flush` waits until half are
 /// taken).
 const QUEUE: usize = 8;
@@ -53,7 +53,7 @@ const QUEUE: usize = 8;
 const ROTATION: usize = 4;
 
 /// Buffers the writer is done with, oldest first.
-type Pool = Arc<Mutex<VecDeque<Vec<u64>>>>;
+type Pool = Arc<Mutex<VecDeque<[Vec<u64>; 3]>>>;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -93,7 +93,9 @@ pub struct MemTrace {
     pid: u32,
     writer: Option<Writer>,
     sites: Arc<Mutex<Sites>>,
-    buf: Scoreboard,
+    /// The trace buffer: three columns (site ids, addresses, values) indexed by record,
+    /// so a record's three stores share one masked index.
+    buf: [Scoreboard; 3],
     pos: Scoreboard,
     /// vCPUs whose buffer was written out for the last time.
     drained: Mutex<Vec<bool>>,
@@ -143,8 +145,8 @@ fn on_access(p: &MemTrace, c: &Call) {
     }
 }
 
-/// A block's records might not fit: write out the buffer (`args[0]` words; the injected
-/// code then restarts at 0).
+/// A block's records might not fit: write out the buffer (`args[0]` records; the
+/// injected code then restarts at 0).
 fn on_flush(p: &MemTrace, c: &Call) {
     p.drain(c.vcpu, c.args[0], false);
 }
@@ -161,9 +163,9 @@ fn on_block(p: &MemTrace, c: &Call) {
 }
 
 impl MemTrace {
-    /// Queue the first `words` words of `vcpu`'s buffer for the writer; `last` marks the
+    /// Queue the first `recs` records of `vcpu`'s buffer for the writer; `last` marks the
     /// vCPU drained (its later records, if any, are dropped: the process is ending).
-    fn drain(&self, vcpu: u32, words: u64, last: bool) {
+    fn drain(&self, vcpu: u32, recs: u64, last: bool) {
         // In a forked child the writer thread does not exist (and other threads' locks may
         // be held forever): drop the records before touching anything.
         let Some(w) = self.writer.as_ref().filter(|_| std::process::id() == self.pid) else {
@@ -179,7 +181,7 @@ impl MemTrace {
             }
             d[vcpu as usize] |= last;
         }
-        let n = (words as usize).min(BUF_WORDS as usize) / REC_WORDS as usize * REC_WORDS as usize;
+        let n = (recs as usize).min(BUF_RECS as usize);
         if n == 0 {
             return;
         }
@@ -190,14 +192,16 @@ impl MemTrace {
             if pool.len() >= ROTATION {
                 pool.pop_front().unwrap_or_default()
             } else {
-                Vec::new()
+                Default::default()
             }
         };
         // Vectors keep their full length, so reusing one writes nothing but the copy.
-        v.resize(BUF_WORDS as usize, 0);
-        let len = self.buf.read_into(vcpu, &mut v[..n]);
+        for c in &mut v {
+            c.resize(BUF_RECS as usize, 0);
+        }
+        let len = (0..3).map(|k| self.buf[k].read_into(vcpu, &mut v[k][..n])).min().unwrap_or(0);
         // Fails only once the writer is closed (the process is ending).
-        let _ = w.queue.push(Batch { vcpu, words: v, len });
+        let _ = w.queue.push(Batch { vcpu, cols: v, len });
     }
 
     /// Close the queue and wait for the writer to write everything.
@@ -282,7 +286,8 @@ impl Plugin for MemTrace {
         } else {
             None
         };
-        let buf = host.scoreboard(8, if cache_on { 1 } else { BUF_WORDS })?;
+        let recs = if cache_on { 1 } else { BUF_RECS };
+        let buf = [host.scoreboard(8, recs)?, host.scoreboard(8, recs)?, host.scoreboard(8, recs)?];
         let pos = host.scoreboard(8, 1)?;
         let out = match args.get("out") {
             Some(p) => Some(p.to_string()),
@@ -357,7 +362,7 @@ impl Plugin for MemTrace {
             // Room for every record of the block, or flush first.
             let mut e = inj.block_entry();
             let pos = e.sb_load(&self.pos, 0, None);
-            let limit = e.constant((BUF_WORDS as u64).saturating_sub(records * REC_WORDS as u64));
+            let limit = e.constant((BUF_RECS as u64).saturating_sub(records));
             let full = e.cmp(CmpOp::Ugt, pos, limit);
             e.call_if(full, on_flush, 0, &[pos]);
             let zero = e.constant(0);
@@ -400,10 +405,10 @@ impl Plugin for MemTrace {
                 let value = e.mem_value();
                 let pos = e.sb_load(&self.pos, 0, None);
                 let head = e.constant(site);
-                e.sb_store(&self.buf, 0, Some(pos), head);
-                e.sb_store(&self.buf, 1, Some(pos), addr);
-                e.sb_store(&self.buf, 2, Some(pos), value);
-                let step = e.constant(REC_WORDS as u64);
+                e.sb_store(&self.buf[0], 0, Some(pos), head);
+                e.sb_store(&self.buf[1], 0, Some(pos), addr);
+                e.sb_store(&self.buf[2], 0, Some(pos), value);
+                let step = e.constant(1);
                 let step = match inside {
                     None => step,
                     Some(c) => {

@@ -22,7 +22,8 @@ use std::thread::JoinHandle;
 /// A copied trace buffer on its way to the writer thread.
 pub(crate) struct Batch {
     pub vcpu: u32,
-    pub words: Vec<u64>,
+    /// Site ids, addresses, values (`len` records of each).
+    pub cols: [Vec<u64>; 3],
     pub len: usize,
 }
 
@@ -229,13 +230,14 @@ pub(crate) fn encode_loop(
                 enc.define_site(*site);
             }
         }
-        let words = &b.words[..b.len];
-        let need = enc.bound(words.len());
+        let [s, a, v] = &b.cols;
+        let n = b.len.min(s.len()).min(a.len()).min(v.len());
+        let need = enc.bound_records(n);
         if out.room() < need {
             io.send(&mut out, need);
         }
-        out.pos += enc.encode(b.vcpu, words, &mut out.buf[out.pos..]);
-        lock(&pool).push_back(b.words);
+        out.pos += enc.encode_columns(b.vcpu, &s[..n], &a[..n], &v[..n], &mut out.buf[out.pos..]);
+        lock(&pool).push_back(b.cols);
         if out.used() >= WRITE_BYTES {
             io.send(&mut out, 0);
         }
