@@ -359,6 +359,18 @@ impl<'a> TbView<'a> {
     pub fn end(&self) -> u64 {
         self.raw.end
     }
+    /// The block's contiguous runs of code `(start, bytes)`, in block order: one unless the
+    /// block goes on at the target of a direct `jmp` (a drcov-style range per run).
+    pub fn runs(&self) -> Vec<(u64, u32)> {
+        let mut out: Vec<(u64, u32)> = Vec::new();
+        for i in self.insns() {
+            match out.last_mut() {
+                Some((s, n)) if *s + *n as u64 == i.pc() => *n += i.len() as u32,
+                _ => out.push((i.pc(), i.len() as u32)),
+            }
+        }
+        out
+    }
     /// Number of instructions.
     pub fn len(&self) -> usize {
         self.raw.insns.len()

@@ -47,7 +47,7 @@ fn elided_target(
     end_limit: u64,
     elided: usize,
 ) -> Option<u64> {
-    if i.mnemonic() != Mnemonic::Jmp || !is_direct(i) || elided >= MAX_ELIDED {
+    if !is_direct_jmp(i) || elided >= MAX_ELIDED {
         return None;
     }
     let t = i.near_branch_target();
@@ -200,6 +200,12 @@ fn exit_liveness(last: &Instruction, mem: &mut dyn GuestMemory, deps: &mut Vec<(
     live
 }
 
+/// A direct unconditional `jmp`: decoding can go on at its target (`elided_target`), so
+/// one that is not its block's last instruction was gone through.
+fn is_direct_jmp(i: &Instruction) -> bool {
+    i.mnemonic() == Mnemonic::Jmp && is_direct(i)
+}
+
 fn is_direct(i: &Instruction) -> bool {
     matches!(
         i.op0_kind(),
@@ -300,7 +306,7 @@ fn lift(pc: u64, mut insns: Vec<Instruction>, exit_live: u32) -> Translated {
         cx.live_out = live[k];
         cx.mem_addr = None;
         let snap = (cx.ops.len(), cx.temps, cx.flags);
-        if k + 1 < insns.len() && i.mnemonic() == Mnemonic::Jmp && is_direct(i) {
+        if k + 1 < insns.len() && is_direct_jmp(i) {
             // An elided `jmp` (`elided_target`): the next instruction is its target.
             metas.push(InsnMeta { pc: i.ip(), len: i.len() as u8, first_op: snap.0 as u32 });
             lifted = k + 1;

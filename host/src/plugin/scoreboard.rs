@@ -11,10 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 thread_local! {
-    /// The vCPU whose guest code runs on this thread (the last one started here), if any:
-    /// only that code writes its plugin memory.
-    static OWN_VCPU: Cell<Option<u32>> = const { Cell::new(None) };
+    /// The vCPU whose guest code runs on this thread (the last one started here), as
+    /// (`Scoreboards::run`, vCPU index), if any: only that code writes its plugin memory.
+    /// Keyed by run as well, since vCPU indices restart with each `Scoreboards`.
+    static OWN_VCPU: Cell<Option<(u64, u32)>> = const { Cell::new(None) };
 }
+
+/// Numbers the `Scoreboards` of the process (see `OWN_VCPU`).
+static RUNS: AtomicU64 = AtomicU64::new(0);
 
 /// One scoreboard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,12 +39,25 @@ pub struct Desc {
 pub const MAX_BYTES: u64 = 1 << 30;
 
 /// The scoreboards of one run and every vCPU's memory.
-#[derive(Default)]
 pub struct Scoreboards {
     descs: RwLock<Vec<Desc>>,
     frozen: std::sync::atomic::AtomicBool,
     bytes: AtomicU64,
     vcpus: Mutex<Vec<&'static [AtomicU64]>>,
+    /// This run's number, unique in the process.
+    run: u64,
+}
+
+impl Default for Scoreboards {
+    fn default() -> Self {
+        Scoreboards {
+            descs: Default::default(),
+            frozen: Default::default(),
+            bytes: Default::default(),
+            vcpus: Default::default(),
+            run: RUNS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 impl Scoreboards {
@@ -89,7 +106,7 @@ impl Scoreboards {
         v.push(block);
         let index = v.len() as u32 - 1;
         // `vcpu_init` runs on the thread that will run the vCPU.
-        OWN_VCPU.with(|o| o.set(Some(index)));
+        OWN_VCPU.with(|o| o.set(Some((self.run, index))));
         (index, block)
     }
     /// Number of vCPUs started.
@@ -112,10 +129,10 @@ impl Scoreboards {
         let Some(b) = self.block(vcpu) else { return 0 };
         let n = out.len().min(d.entries as usize);
         if d.entry_bytes == 8 {
-            // Whole words: a straight copy (trace buffers drain this way, 64 K words at a
-            // time).
+            // Whole words: a straight copy (memtrace drains its buffer this way, 16 K
+            // words per column at a time).
             let src = &b[d.off as usize / 8..][..n];
-            if OWN_VCPU.with(Cell::get) == Some(vcpu) {
+            if OWN_VCPU.with(Cell::get) == Some((self.run, vcpu)) {
                 // SAFETY: `AtomicU64` has the size, alignment and bit validity of `u64`,
                 // and the ranges cannot overlap (`out` is a `&mut` the caller owns, `src`
                 // is leaked plugin memory). A non-atomic read of an atomic is sound when

@@ -57,18 +57,6 @@ fn location(off: u64, module: u64, size: u32) -> u64 {
     (x >> 32) & (size as u64 - 1)
 }
 
-/// The contiguous runs `(start, size)` of `tb`'s instructions, in order.
-fn runs(tb: &TbView<'_>) -> Vec<(u64, u32)> {
-    let mut out: Vec<(u64, u32)> = Vec::new();
-    for i in tb.insns() {
-        match out.last_mut() {
-            Some((s, n)) if *s + *n as u64 == i.pc() => *n += i.len() as u32,
-            _ => out.push((i.pc(), i.len() as u32)),
-        }
-    }
-    out
-}
-
 impl Coverage {
     fn block_id(&self, tb: &TbView<'_>) -> u32 {
         let mut b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
@@ -78,7 +66,7 @@ impl Coverage {
         let id = b.list.len() as u32;
         b.list.push(BlockInfo {
             pc: tb.pc(),
-            runs: runs(tb),
+            runs: tb.runs(),
             insn_pcs: tb.insns().map(|i| i.pc()).collect(),
         });
         b.by_pc.insert(tb.pc(), id);
