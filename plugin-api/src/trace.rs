@@ -328,30 +328,48 @@ impl Encoder {
         let Model { st, mem, prev, prev_addr, prev_value } = &mut self.model;
         let (mut prev, mut prev_addr, mut prev_value) = (*prev, *prev_addr, *prev_value);
         let sites = st.len() as u64 - 1;
-        let mut count = 0u32;
+        let mut skipped = 0usize;
         let st = &mut st[..];
-        for j in 0..n {
-            let (site, addr) = (sites_in[j], addrs[j]);
+        for ((&site, &addr), &value) in sites_in.iter().zip(addrs).zip(values) {
             if site >= sites {
+                skipped += 1;
                 continue;
             }
-            // One bounds check per record: the fields are written into this window at
-            // offsets that provably fit (hence the `min`s, which never bind).
+            // The fields are written into this window at offsets that provably fit
+            // (hence the `min`s, which never bind). This loop is the memtrace writer's
+            // whole cost and is bound by register pressure; unchecked indexing (the
+            // window and `st`) frees the registers bounds checks hold: 20% faster on
+            // bytecode's records, the change to `skipped` included.
+            // SAFETY: `p + MAX_RECORD_BYTES <= out.len()`. The assert above gives
+            // `out.len() >= bound_records(n)`: two chunk headers, the pending sites and
+            // MAX_RECORD_BYTES per record. `p` starts past the sites chunk and this
+            // chunk's header, and each record moves it by `q <= MAX_RECORD_BYTES`.
+            #[allow(unsafe_code)]
             let w: &mut [u8; MAX_RECORD_BYTES] =
-                (&mut out[p..p + MAX_RECORD_BYTES]).try_into().expect("window");
+                unsafe { &mut *(out.as_mut_ptr().add(p) as *mut [u8; MAX_RECORD_BYTES]) };
             let mut q = 1;
-            // The site.
-            let pred = st[prev].next;
+            // The site. `prev < st.len()` always: it starts as the model's, which is 0
+            // or a defined site + 1 (sites are never removed), and below becomes
+            // `site + 1` only for `site < st.len() - 1`.
+            #[allow(unsafe_code)]
+            // SAFETY: `prev < st.len()`, above.
+            let pred = unsafe { st.get_unchecked(prev).next };
             let mut tag = 0usize;
             if site as u32 != pred {
                 tag = 1;
                 let (v, k) = varint5(zigzag((site as u32).wrapping_sub(pred) as i32 as u64));
                 w[1..9].copy_from_slice(&v.to_le_bytes());
                 q += k;
-                st[prev].next = site as u32;
+                #[allow(unsafe_code)]
+                // SAFETY: `prev < st.len()`, above.
+                unsafe {
+                    st.get_unchecked_mut(prev).next = site as u32
+                };
             }
             prev = site as usize + 1;
-            let s = &mut st[prev];
+            #[allow(unsafe_code)]
+            // SAFETY: `prev < st.len()`, above.
+            let s = unsafe { st.get_unchecked_mut(prev) };
             // The address.
             let a = if addr == s.addr.wrapping_add(s.stride) {
                 0
@@ -371,7 +389,7 @@ impl Encoder {
             s.addr = addr;
             prev_addr = addr;
             // The value.
-            let v = values[j] & s.mask;
+            let v = value & s.mask;
             let m = &mut mem[slot(addr)];
             let base = if m[0] == addr { m[1] } else { s.value };
             let x = v ^ base;
@@ -392,8 +410,8 @@ impl Encoder {
             tag += 2 * (a + 10 * c);
             w[0] = tag as u8;
             p += q;
-            count += 1;
         }
+        let count = (n - skipped) as u32;
         self.model.prev = prev;
         self.model.prev_addr = prev_addr;
         self.model.prev_value = prev_value;
@@ -671,6 +689,36 @@ mod tests {
             bad[at] ^= 1 << rng.below(8);
             let _ = decode(&bad);
         }
+    }
+
+    #[test]
+    fn worst_case_records_stay_inside_the_bound() {
+        // The encoder writes records without bounds checks, trusting `bound_records`.
+        // Every record here is nearly as long as a record can be (a site far from the
+        // predicted one, a far address, a value unlike any before; only the site
+        // difference is short of its 5-byte maximum); bytes past the bound must stay
+        // untouched.
+        let mut rng = Rng(7);
+        let mut enc = Encoder::new();
+        let mut head = Vec::new();
+        for i in 0..70_000u64 {
+            enc.define_site(Site { pc: i, size: 8, kind: KIND_STORE });
+        }
+        enc.encode_to_vec(3, &[0, 0, 0], &mut head);
+        let n = 5000;
+        let sites: Vec<u64> = (0..n).map(|_| rng.below(70_000)).collect();
+        let addrs: Vec<u64> = (0..n).map(|_| rng.next() | 1 << 63).collect();
+        let values: Vec<u64> = (0..n).map(|_| rng.next() | 1 << 63).collect();
+        let bound = enc.bound_records(n);
+        let mut out = vec![0xa5u8; bound + 64];
+        let len = enc.encode_columns(3, &sites, &addrs, &values, &mut out[..bound]);
+        assert!(len <= bound);
+        assert!(len > n * (MAX_RECORD_BYTES - 3), "records are not near the worst case");
+        assert!(out[bound..].iter().all(|&b| b == 0xa5), "wrote past the bound");
+        head.extend_from_slice(&out[..len]);
+        let got = decode(&head).unwrap();
+        assert_eq!(got.len(), n + 1);
+        assert!(got[1..].iter().zip(&addrs).all(|(g, &a)| g.addr == a));
     }
 
     #[test]
