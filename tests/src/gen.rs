@@ -248,8 +248,12 @@ pub fn check_form(code: Code) -> Result<(), Skip> {
         // AMD honours a 66h prefix on near branches (16-bit ip); Intel ignores it.
         return Err("16-bit operand-size branch (vendor-dependent)".into());
     }
-    for k in oc.op_kinds() {
-        classify(*k)?;
+    // String forms have implicit operands (`es:[rdi]`, `ds:[rsi]`) that `classify` does
+    // not know; `string_instance` builds them.
+    if string_instance(code).is_none() {
+        for k in oc.op_kinds() {
+            classify(*k)?;
+        }
     }
     let probe = with_code(code);
     if probe
@@ -307,11 +311,13 @@ fn imm_value(rng: &mut Rng, bits: u32, k: usize) -> u64 {
 /// Build the instances of `code` (ip set to `place.insn`, branches aimed at `place.taken`).
 pub fn instances(code: Code, l: &Layout, place: &Placement, rng: &mut Rng) -> Result<Form, Skip> {
     check_form(code)?;
-    let oc = code.op_code();
-    let slots: Vec<Slot> = oc.op_kinds().iter().map(|k| classify(*k)).collect::<Result<_, _>>()?;
+    // Before the operand kinds are classified: the string forms' implicit operands
+    // (`es:[rdi]`, `ds:[rsi]`) are not kinds `classify` knows.
     if let Some(i) = string_instance(code) {
         return string_instances(code, i, place);
     }
+    let oc = code.op_code();
+    let slots: Vec<Slot> = oc.op_kinds().iter().map(|k| classify(*k)).collect::<Result<_, _>>()?;
     let has_high8 = slots.iter().any(|s| matches!(s, Slot::Gpr(1, _)));
     let shapes = shapes(&slots, has_high8);
     let selector = slots.iter().any(|s| matches!(s, Slot::Imm(OpKind::Immediate8, _)));
