@@ -163,6 +163,8 @@ fn run(a: RunArgs) -> i32 {
         jit_chain_budget: a.jit_chain_budget,
         perf_map: a.perf_map,
         plugins: a.plugins,
+        // Plugins that instrument memory accesses ask for it (`expand_rep_strings`).
+        expand_rep: false,
     };
     let plugins = match load_plugins(&config.plugins) {
         Ok(p) => p,

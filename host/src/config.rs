@@ -38,6 +38,9 @@ pub struct Config {
     /// Append every compiled block to `/tmp/perf-PID.map` (host address, size, guest pc)
     /// so `perf report` names compiled code by guest address.
     pub perf_map: bool,
+    /// Expand REP string instructions, one element per run (`frontend::LiftOpts`), even
+    /// when no plugin asks for it (a plugin that does turns it on for its run).
+    pub expand_rep: bool,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             jit_cache_size: 256 << 20,
             jit_chain_budget: 1 << 14,
             perf_map: false,
+            expand_rep: false,
         }
     }
 }

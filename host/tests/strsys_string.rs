@@ -95,67 +95,77 @@ fn every_form_matches_the_cpu() {
     let stack = emu.alloc(4096) + 2048;
     let mut rng = Rng::new(0x5151);
     let mut cases = 0;
-    for op in [MOVS, STOS, LODS, CMPS, SCAS] {
-        for w in [1usize, 2, 4, 8] {
-            for rep in [None, Some(0xf3u8), Some(0xf2u8)] {
-                for df in [false, true] {
-                    let counts: &[u64] =
-                        if rep.is_some() { &[0, 1, 2, 7, 100, 4099, 12000] } else { &[1, 1, 1] };
-                    for &count in counts {
-                        let wb = w as u64;
-                        let count = count.min((HALF - 128) / wb);
-                        let src = start(&b, 0, wb, df, rng.below(64));
-                        let dst = start(&b, 1, wb, df, rng.below(64));
-                        let mut init = rng.bytes(2 * HALF as usize);
-                        let mut r = Regs::new();
-                        for g in r.gpr.iter_mut() {
-                            *g = rng.edgy();
-                        }
-                        // Compare ops: streams equal until a break point (REPE) or
-                        // different until one (REPNE); without REP either, at random.
-                        let brk = rng.below(count + 2);
-                        let equal_run = match rep {
-                            Some(0xf3) => true,
-                            Some(_) => false,
-                            None => rng.below(2) == 0,
+    // Both liftings of REP: one helper call, and one element per run (expanded).
+    for expand in [false, true] {
+        emu.expand_rep = expand;
+        for op in [MOVS, STOS, LODS, CMPS, SCAS] {
+            for w in [1usize, 2, 4, 8] {
+                for rep in [None, Some(0xf3u8), Some(0xf2u8)] {
+                    for df in [false, true] {
+                        let counts: &[u64] = if rep.is_some() {
+                            &[0, 1, 2, 7, 100, 4099, 12000]
+                        } else {
+                            &[1, 1, 1]
                         };
-                        if op == CMPS || op == SCAS {
-                            let m = if w == 8 { u64::MAX } else { (1u64 << (8 * w)) - 1 };
-                            let acc = r.gpr[0] & m;
-                            for k in 0..count {
-                                let d = elem(&b, dst, k, wb, df);
-                                let want_equal = (k == brk) != equal_run;
-                                let x = if op == SCAS { acc } else { rng.next() & m };
-                                let y = if want_equal { x } else { other(&mut rng, x, w) };
-                                if op == CMPS {
-                                    put(&mut init, elem(&b, src, k, wb, df), x, w);
-                                }
-                                put(&mut init, d, y, w);
+                        for &count in counts {
+                            let wb = w as u64;
+                            let count = count.min((HALF - 128) / wb);
+                            let src = start(&b, 0, wb, df, rng.below(64));
+                            let dst = start(&b, 1, wb, df, rng.below(64));
+                            let mut init = rng.bytes(2 * HALF as usize);
+                            let mut r = Regs::new();
+                            for g in r.gpr.iter_mut() {
+                                *g = rng.edgy();
                             }
+                            // Compare ops: streams equal until a break point (REPE) or
+                            // different until one (REPNE); without REP either, at random.
+                            let brk = rng.below(count + 2);
+                            let equal_run = match rep {
+                                Some(0xf3) => true,
+                                Some(_) => false,
+                                None => rng.below(2) == 0,
+                            };
+                            if op == CMPS || op == SCAS {
+                                let m = if w == 8 { u64::MAX } else { (1u64 << (8 * w)) - 1 };
+                                let acc = r.gpr[0] & m;
+                                for k in 0..count {
+                                    let d = elem(&b, dst, k, wb, df);
+                                    let want_equal = (k == brk) != equal_run;
+                                    let x = if op == SCAS { acc } else { rng.next() & m };
+                                    let y = if want_equal { x } else { other(&mut rng, x, w) };
+                                    if op == CMPS {
+                                        put(&mut init, elem(&b, src, k, wb, df), x, w);
+                                    }
+                                    put(&mut init, d, y, w);
+                                }
+                            }
+                            r.gpr[1] = count;
+                            r.gpr[4] = stack;
+                            r.gpr[6] = src;
+                            r.gpr[7] = dst;
+                            r.rflags = FLAGS_BASE | (rng.next() & ARITH) | if df { DF } else { 0 };
+                            let what = format!(
+                                "{} w={w} rep={rep:x?} df={df} count={count} expanded={expand}",
+                                name(op)
+                            );
+                            let code = enc(op, w, rep, false, false);
+                            diff(
+                                &mut nat,
+                                &mut emu,
+                                &what,
+                                &code,
+                                &r,
+                                &[(b.region(), init)],
+                                CMP_FLAGS,
+                            );
+                            cases += 1;
                         }
-                        r.gpr[1] = count;
-                        r.gpr[4] = stack;
-                        r.gpr[6] = src;
-                        r.gpr[7] = dst;
-                        r.rflags = FLAGS_BASE | (rng.next() & ARITH) | if df { DF } else { 0 };
-                        let what = format!("{} w={w} rep={rep:x?} df={df} count={count}", name(op));
-                        let code = enc(op, w, rep, false, false);
-                        diff(
-                            &mut nat,
-                            &mut emu,
-                            &what,
-                            &code,
-                            &r,
-                            &[(b.region(), init)],
-                            CMP_FLAGS,
-                        );
-                        cases += 1;
                     }
                 }
             }
         }
     }
-    assert!(cases > 300, "{cases}");
+    assert!(cases > 600, "{cases}");
 }
 
 #[test]
@@ -320,7 +330,8 @@ fn faults_mid_rep_leave_restartable_state() {
     let mut nat = Native::new();
     let stack = emu.alloc(4096) + 2048;
     let mut rng = Rng::new(0xfa);
-    for tier in TIERS {
+    for (tier, expand) in TIERS.iter().flat_map(|&t| [(t, false), (t, true)]) {
+        emu.expand_rep = expand;
         for w in [1u64, 2, 4, 8] {
             for op in [MOVS, STOS, LODS, CMPS, SCAS] {
                 for df in [false, true] {
@@ -353,7 +364,7 @@ fn faults_mid_rep_leave_restartable_state() {
                     }
                     blockscope::frontend::set_full_rflags(&mut cpu, inp.rflags);
                     let code = enc(op, w as usize, Some(0xf3), false, false);
-                    let what = format!("{} w={w} df={df} ({tier:?})", name(op));
+                    let what = format!("{} w={w} df={df} ({tier:?}, expanded={expand})", name(op));
                     let end = emu.run_cpu(&code, &mut cpu, tier);
                     let done = bytes_ok / w; // whole elements before the guard
                     let step = |p: u64, n: u64| if df { p - n * w } else { p + n * w };

@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 #define BS_ABI_MAJOR 1u
-#define BS_ABI_MINOR 0u
+#define BS_ABI_MINOR 1u
 #define BS_NONE 0xffffffffu
 
 /* Points (bs_point.kind). */
@@ -233,6 +233,12 @@ typedef struct bs_host {
     uint32_t (*insn_disas)(uint32_t plugin, uint32_t insn, bs_u8_slice_mut out);
     bool (*symbolize)(uint32_t plugin, uint64_t pc, bs_symbol *out);
     bool (*module)(uint32_t plugin, uint32_t index, bs_module *out);
+    /* Minor 1: expand REP string instructions for the whole run (one element per run,
+     * each element's accesses are ordinary attach points; the instruction executes once
+     * per iteration plus once for the final count test). Only during install. */
+    bool (*expand_rep_strings)(uint32_t plugin);
+    /* Minor 1: whether REP string instructions are expanded (some plugin asked). */
+    bool (*rep_strings_expanded)(uint32_t plugin);
 } bs_host;
 
 typedef struct bs_plugin_vtable {

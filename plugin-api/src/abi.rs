@@ -23,7 +23,7 @@ use abi_stable::StableAbi;
 pub const ABI_MAJOR: u32 = 1;
 /// ABI minor version: grows when fields are appended; a plugin with a newer minor than the
 /// host is refused too (it may rely on fields the host does not fill).
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
 /// Symbol a C plugin exports: `const bs_plugin_vtable *blockscope_plugin_entry(void)`.
 pub const C_ENTRY_SYMBOL: &str = "blockscope_plugin_entry";
 
@@ -412,6 +412,17 @@ pub struct HostApi {
     pub symbolize: extern "C" fn(plugin: u32, pc: u64, out: &mut SymbolRaw) -> bool,
     /// Module number `index` in load order (0 is the main program). False past the end.
     pub module: extern "C" fn(plugin: u32, index: u32, out: &mut ModuleRaw) -> bool,
+    /// Minor 1. Ask for REP-prefixed string instructions (`rep movsb`, `repne scasb`...)
+    /// to be expanded for the whole run, as DynamoRIO's `drutil_expand_rep_string` and
+    /// Valgrind do: each run of such an instruction then moves one element and its
+    /// accesses are ordinary memory accesses with attach points (otherwise the host runs
+    /// the whole operation in one step whose accesses no plugin sees). The instruction
+    /// is then executed once per iteration plus once for the final test of the count
+    /// register, and ends its block. Only during install; returns false otherwise.
+    pub expand_rep_strings: extern "C" fn(plugin: u32) -> bool,
+    /// Minor 1. Whether REP string instructions are expanded (some plugin asked). Settled
+    /// once every plugin is installed, before the first block is translated.
+    pub rep_strings_expanded: extern "C" fn(plugin: u32) -> bool,
 }
 
 /// What a plugin provides. Rust plugins build it with `declare_plugin!`; C plugins return

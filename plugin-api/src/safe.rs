@@ -181,6 +181,20 @@ impl Host {
         }
         Ok(Scoreboard { id: id as u32, entries, entry_bytes, host: *self })
     }
+    /// Expand REP string instructions for the whole run: each run of one then moves one
+    /// element, whose accesses are ordinary memory accesses (`TbView::accesses`, attach
+    /// points), and the instruction executes once per iteration plus once for the final
+    /// test of the count register (Valgrind's convention; DynamoRIO's
+    /// `drutil_expand_rep_string`). Without it a REP string instruction is one step whose
+    /// accesses no plugin sees. Only during `install`; false otherwise.
+    pub fn expand_rep_strings(&self) -> bool {
+        (self.api.expand_rep_strings)(self.api.plugin)
+    }
+    /// Whether REP string instructions are expanded (some plugin asked). Settled before
+    /// the first block is translated.
+    pub fn rep_strings_expanded(&self) -> bool {
+        (self.api.rep_strings_expanded)(self.api.plugin)
+    }
     /// Number of vCPUs started so far.
     pub fn vcpu_count(&self) -> u32 {
         (self.api.vcpu_count)(self.api.plugin)

@@ -9,9 +9,14 @@
 
 use crate::native::{Layout, NativeRunner, PAGE};
 use crate::state::{FaultKind, Outcome, Regs, FLAGS_IN, SCRATCH_LEN};
-use blockscope::config::Tier;
+use blockscope::config::{Config, Tier};
 use blockscope::cpu::{rflags, slot, CpuState, Fault};
-use blockscope::exec::{run_snippet, SnippetExit};
+use blockscope::exec::{run_snippet_with, SnippetExit};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Run snippets with REP string instructions expanded (`Config::expand_rep`), as when a
+/// plugin asks for it. Process-wide: the instruction groups run one at a time.
+pub static EXPAND_REP: AtomicBool = AtomicBool::new(false);
 use blockscope::frontend::eval_flags;
 use blockscope::mem::{Direct, DirectShared, Prot};
 
@@ -90,7 +95,9 @@ pub fn run_emulated(
     shared.map(l.scratch, SCRATCH_LEN as u64, Prot(Prot::READ | Prot::WRITE));
     let mut direct = Direct::new(shared);
     let mut cpu = cpu_from_regs(regs, entry);
-    match run_snippet(&mut cpu, &mut direct, stop, tier) {
+    let config =
+        Config { tier, expand_rep: EXPAND_REP.load(Ordering::Relaxed), ..Config::default() };
+    match run_snippet_with(&mut cpu, &mut direct, stop, config) {
         SnippetExit::Reached => Outcome::Done {
             regs: Box::new(regs_from_cpu(&cpu)),
             mem: runner.scratch(),

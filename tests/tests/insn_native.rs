@@ -50,15 +50,23 @@ fn is_sse(c: Code) -> bool {
 }
 
 fn run_group(name: &str, pred: impl Fn(Code) -> bool) {
+    run_group_with(name, pred, false)
+}
+
+/// `run_group`, with REP string instructions expanded (`Config::expand_rep`) or not.
+fn run_group_with(name: &str, pred: impl Fn(Code) -> bool, expand_rep: bool) {
+    use std::sync::atomic::Ordering;
     // One group at a time: random memory operands may point near pages another test
     // thread maps or unmaps, which would make the native and emulated runs see different
-    // mappings.
+    // mappings. (The lock also keeps `EXPAND_REP` to one group.)
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let codes: Vec<Code> = blockscope::frontend::lifted_codes()
         .into_iter()
         .filter(|c| pred(*c) && filter_accepts(*c))
         .collect();
+    blockscope_tests::emu::EXPAND_REP.store(expand_rep, Ordering::Relaxed);
     let rep = run_forms(&codes);
+    blockscope_tests::emu::EXPAND_REP.store(false, Ordering::Relaxed);
     println!("{}", rep.summary(name));
     // A group whose forms are all skipped asserts nothing: the string group ran none from
     // the start (its implicit operands were refused before their generator was reached).
@@ -91,6 +99,14 @@ fn branch_forms_match_host() {
 #[test]
 fn string_forms_match_host() {
     run_group("string", |c| !is_branch(c) && is_string(c));
+}
+
+/// The string group again with REP string instructions expanded, one element per run
+/// (what a plugin that instruments memory accesses asks for): registers, flags and
+/// memory must still match the CPU's.
+#[test]
+fn expanded_string_forms_match_host() {
+    run_group_with("string, REP expanded", |c| !is_branch(c) && is_string(c), true);
 }
 
 /// The harness itself on every form it can run, lifted or not: generation, encoding and

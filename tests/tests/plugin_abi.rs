@@ -41,7 +41,8 @@ fn expected() -> Vec<(String, u64)> {
         scoreboard_new => scoreboard_new, scoreboard_read => scoreboard_read,
         scoreboard_read_all => scoreboard_read_all, vcpu_count => vcpu_count,
         message => message, inject => inject, insn_disas => insn_disas,
-        symbolize => symbolize, module => module]);
+        symbolize => symbolize, module => module, expand_rep_strings => expand_rep_strings,
+        rep_strings_expanded => rep_strings_expanded]);
     ty!("bs_plugin_vtable", PluginVTable, [abi_major => abi_major, abi_minor => abi_minor,
         name => name, description => description, args => args, install => install,
         vcpu_init => vcpu_init, vcpu_exit => vcpu_exit, translate => translate,

@@ -53,8 +53,9 @@ fn loading_errors_are_one_line_and_status_2() {
     load_error(
         bad.to_str().unwrap(),
         &format!(
-            "plugin {} was built for plugin ABI 99.0, this blockscope supports ABI {}.{}",
+            "plugin {} was built for plugin ABI 99.{}, this blockscope supports ABI {}.{}",
             bad.display(),
+            blockscope_plugin_api::ABI_MINOR,
             blockscope_plugin_api::ABI_MAJOR,
             blockscope_plugin_api::ABI_MINOR
         ),

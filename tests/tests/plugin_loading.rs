@@ -77,13 +77,34 @@ fn a_rust_plugin_for_another_abi_major_is_refused() {
     let e = load_err(&[lib.to_str().unwrap()]);
     assert!(matches!(e, PluginError::AbiMismatch { .. }), "{e:?}");
     let want = format!(
-        "plugin {} was built for plugin ABI 99.0, this blockscope supports ABI {}.{}",
+        "plugin {} was built for plugin ABI 99.{}, this blockscope supports ABI {}.{}",
         lib.display(),
+        blockscope_plugin_api::ABI_MINOR,
         blockscope_plugin_api::ABI_MAJOR,
         blockscope_plugin_api::ABI_MINOR
     );
     assert_eq!(e.to_string(), want);
     assert_eq!(e.exit_status(), EXIT_LOAD_ERROR);
+}
+
+#[test]
+fn a_plugin_for_an_older_minor_loads_and_one_for_a_newer_minor_is_refused() {
+    // Minors grow by appending to the host's table: a plugin built before an addition
+    // loads; one built after an addition this host lacks does not.
+    let minor = blockscope_plugin_api::ABI_MINOR;
+    assert!(minor >= 1, "the REP-expansion functions came with minor 1");
+    let Some(old) = build_c_plugin("minor0", &["-DBS_TEST_MINOR=0"]) else {
+        eprintln!("skipped: gcc not found");
+        return;
+    };
+    let spec = format!("{},out=/dev/null", old.display());
+    assert!(load(&[spec.as_str()]).is_ok(), "a minor-0 plugin loads");
+    let newer = format!("-DBS_TEST_MINOR={}", minor + 1);
+    let Some(new) = build_c_plugin("minor-next", &[newer.as_str()]) else { return };
+    let e = load_err(&[new.to_str().unwrap()]);
+    assert!(matches!(e, PluginError::AbiMismatch { .. }), "{e:?}");
+    let want = format!("built for plugin ABI {}.{}", blockscope_plugin_api::ABI_MAJOR, minor + 1);
+    assert!(e.to_string().contains(&want), "{e}");
 }
 
 #[test]
@@ -94,7 +115,8 @@ fn a_c_plugin_for_another_abi_major_is_refused() {
     };
     let e = load_err(&[lib.to_str().unwrap()]);
     assert!(matches!(e, PluginError::AbiMismatch { .. }), "{e:?}");
-    assert!(e.to_string().contains("built for plugin ABI 99.0"), "{e}");
+    let want = format!("built for plugin ABI 99.{}", blockscope_plugin_api::ABI_MINOR);
+    assert!(e.to_string().contains(&want), "{e}");
 }
 
 #[test]

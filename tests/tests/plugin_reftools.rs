@@ -248,3 +248,98 @@ fn count_equals_callgrinds_ir() {
         assert!(total.starts_with(&format!("total: insns={ir} blocks=")), "mode={mode}: {t}");
     }
 }
+
+/// HOT's work plus 64 KiB `rep stosb` fills and `rep movsb` copies (each element a data
+/// access under Valgrind, and under memtrace now that it expands REP strings).
+const STRINGS: &str = r#"
+static char a[1 << 16], b[1 << 16];
+static unsigned long acc;
+
+__attribute__((noinline)) static unsigned long mix(unsigned long x) {
+    for (int i = 0; i < 1000; i++)
+        x = x * 6364136223846793005UL + 1442695040888963407UL;
+    return x;
+}
+
+void _start(void) {
+    for (int k = 0; k < 4; k++) {
+        acc ^= mix(acc + k);
+        unsigned long n = sizeof a;
+        void *d = a;
+        __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(k) : "memory");
+        n = sizeof a;
+        d = b;
+        void *s = a;
+        __asm__ volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
+        acc += b[k * 100];
+    }
+    __asm__ volatile("syscall" : : "a"(60L), "D"(acc & 0) : "rcx", "r11", "memory");
+    __builtin_unreachable();
+}
+"#;
+
+/// The first number on the line of `text` that contains `label` (digits with or without
+/// thousands separators).
+fn number_after(text: &str, label: &str) -> u64 {
+    let line =
+        text.lines().find(|l| l.contains(label)).unwrap_or_else(|| panic!("{label}:\n{text}"));
+    let rest = &line[line.find(label).unwrap() + label.len()..];
+    let digits: String = rest
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(|c| *c != ',')
+        .collect();
+    digits.parse().unwrap_or_else(|_| panic!("{label}: {line}"))
+}
+
+#[test]
+fn memtrace_cache_mode_is_close_to_cachegrind() {
+    let dir = scratch("reftools-cache");
+    let Some(prog) = build(&dir, "strings", STRINGS, &[]) else { return };
+    if !have("valgrind", "--version") {
+        return;
+    }
+    let geometry = [("I1", "32768,8,64"), ("D1", "32768,8,64"), ("LL", "8388608,16,64")];
+    let o = Command::new("valgrind")
+        .args(["--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null"])
+        .args(geometry.iter().map(|(k, v)| format!("--{k}={v}")))
+        .arg(&prog)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "valgrind: {}", text(&o));
+    let vg = String::from_utf8_lossy(&o.stderr).into_owned();
+    // On the command line the geometry takes colons (commas separate plugin arguments).
+    let args: Vec<String> = geometry
+        .iter()
+        .map(|(k, v)| format!("{}={}", k.to_lowercase(), v.replace(',', ":")))
+        .collect();
+    let o = Command::new(blockscope())
+        .args(["run", "--plugin"])
+        .arg(format!("memtrace,cache=on,{}", args.join(",")))
+        .arg("--")
+        .arg(&prog)
+        .env("BLOCKSCOPE_PLUGIN_PATH", plugin_dir())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "blockscope: {}", text(&o));
+    let ours = String::from_utf8_lossy(&o.stderr).into_owned();
+    // The copies alone are 4 * 3 * 64 K data accesses; most of them miss D1 a line at a
+    // time (2 K lines a fill or copy side).
+    let d_refs = number_after(&vg, "D   refs:");
+    assert!(d_refs > 4 * 3 * 65536, "cachegrind's D refs: {d_refs}\n{vg}");
+    for (label, vg_label, tolerance) in [
+        ("I refs:", "I   refs:", 0.01),
+        ("D refs:", "D   refs:", 0.01),
+        ("D1  misses:", "D1  misses:", 0.05),
+        ("LL misses:", "LL misses:", 0.05),
+    ] {
+        let (mine, theirs) = (number_after(&ours, label), number_after(&vg, vg_label));
+        let off = (mine as f64 - theirs as f64).abs() / theirs.max(1) as f64;
+        assert!(
+            off <= tolerance,
+            "{label} {mine} against cachegrind's {theirs} ({:.1}% off)\nours:\n{ours}\ncachegrind:\n{vg}",
+            off * 100.0
+        );
+    }
+}

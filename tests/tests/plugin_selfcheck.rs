@@ -32,6 +32,8 @@ fn check_tier(tier: Tier, name: &str) {
     assert_eq!(get("mems_odd_cond"), 50);
     assert_eq!(get("mem_bytes"), 100 * (8 + 8 + 1));
     assert_eq!(get("vcpus"), 1);
+    assert_eq!(get("late_expand_accepted"), 0, "REP expansion is only for install");
+    assert_eq!(get("rep_expanded"), 0, "no plugin asked for REP expansion");
 }
 
 #[test]

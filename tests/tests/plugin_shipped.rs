@@ -164,6 +164,75 @@ fn memtrace_records_every_access_and_filters_by_address() {
     }
 }
 
+/// REP string instructions are expanded for memtrace: each element is a record, and a
+/// count loaded alongside sees each iteration as a run of the instruction (Valgrind's
+/// convention), whatever its `rep` argument says.
+#[test]
+fn memtrace_sees_each_element_of_rep_string_instructions() {
+    use iced_x86::code_asm::*;
+    for &tier in TIERS {
+        let dir = scratch(&format!("memtrace-rep-{tier:?}"));
+        let (trace, counts) = (dir.join("rep.bin"), dir.join("count.txt"));
+        let g = guest(|code, data| {
+            assemble(code, |a| {
+                a.mov(rax, 0x05_0403_0201u64)?;
+                a.mov(rdi, data)?;
+                a.mov(qword_ptr(rdi), rax)?;
+                a.mov(rsi, data)?;
+                a.mov(rdi, data + 0x100)?;
+                a.mov(rcx, 5u64)?;
+                a.rep().movsb()?;
+                a.mov(al, 0x5a)?;
+                a.mov(rcx, 3u64)?;
+                a.rep().stosb()?;
+                a.xor(ecx, ecx)?;
+                a.rep().movsb()?;
+                a.mov(rcx, 4u64)?;
+                a.mov(rdi, data + 0x200)?;
+                a.mov(al, 7)?;
+                a.repne().scasb()?;
+                a.syscall()?;
+                Ok(())
+            })
+        });
+        let plugins = Arc::new(
+            load(&[
+                &format!("count,out={}", counts.display()),
+                &format!("memtrace,out={}", trace.display()),
+            ])
+            .unwrap(),
+        );
+        let cpu = run(&g, plugins.clone(), tier);
+        plugins.on_exit().unwrap();
+        assert_eq!(cpu.gpr(1), 0, "{tier:?}: rcx after repne scasb");
+        assert_eq!(cpu.gpr(7), g.data + 0x204, "{tier:?}: rdi after repne scasb");
+        let recs = memtrace_records(&trace);
+        let kinds: Vec<(String, u8, u64, u64)> =
+            recs.iter().map(|r| (r.2.clone(), r.3, r.4, r.5)).collect();
+        let mut want = vec![("store".to_string(), 8, g.data, 0x05_0403_0201)];
+        for i in 0..5 {
+            want.push(("load".into(), 1, g.data + i, i + 1));
+            want.push(("store".into(), 1, g.data + 0x100 + i, i + 1));
+        }
+        for i in 0..3 {
+            want.push(("store".into(), 1, g.data + 0x105 + i, 0x5a));
+        }
+        for i in 0..4 {
+            want.push(("load".into(), 1, g.data + 0x200 + i, 0));
+        }
+        assert_eq!(kinds, want, "{tier:?}");
+        // Each REP element's records carry the REP instruction's pc.
+        assert!(recs[1..11].iter().all(|r| r.1 == recs[1].1), "{tier:?}");
+        // Instructions: mov rax, mov rdi, store, mov rsi, mov rdi, mov rcx (6); rep movsb
+        // 5 + 1; mov al, mov rcx (2); rep stosb 3 + 1; xor (1); rep movsb with rcx = 0
+        // (1); mov rcx, mov rdi, mov al (3); repne scasb 4 + 1; syscall (1): 29. Blocks: an
+        // expanded REP ends its block and each later iteration is a block of its own:
+        // 1 + 5, 1 + 3, 1, 1 + 4 and the syscall's: 17.
+        let text = std::fs::read_to_string(&counts).unwrap();
+        assert!(text.ends_with("total: insns=29 blocks=17 threads=1\n"), "{tier:?}: {text}");
+    }
+}
+
 #[test]
 fn memtrace_rejects_bad_input() {
     let dir = scratch("memtrace-bad");
@@ -378,7 +447,7 @@ fn the_shipped_plugins_are_listed_with_their_arguments() {
     );
     assert!(text.contains("mode=tb"), "{text}");
     assert!(text.contains("map_size=65536"), "{text}");
-    assert!(text.contains("i1=32768,8,64"), "{text}");
+    assert!(text.contains("i1=32768:8:64"), "{text}");
     assert!(text.contains("flamegraph"), "{text}");
     let missing = blockscope::plugin::list_shipped(Some(std::path::Path::new("/nonexistent")), &[]);
     assert!(missing.starts_with("count      (unavailable: plugin `count` not found"), "{missing}");

@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::cpu::Fault;
-use crate::frontend::{translate, Translated};
+use crate::frontend::{translate_with, LiftOpts, Translated};
 use crate::ir::Block;
 use crate::mem::{page_floor, GuestMemory, PAGE_SIZE};
 use crate::plugin::Plugins;
@@ -69,6 +69,9 @@ pub struct Engine {
     invalidated: AtomicU64,
     /// The JIT tier's compiler, compile queue and counters (`tier.rs`).
     pub jit: super::tier::EngineJit,
+    /// How blocks are lifted (REP strings expanded when a plugin asked: settled before
+    /// the engine exists, since plugins are installed first).
+    lift_opts: LiftOpts,
 }
 
 impl Engine {
@@ -79,7 +82,9 @@ impl Engine {
 
     /// A new engine whose blocks are instrumented by `plugins`.
     pub fn with_plugins(config: Config, plugins: Arc<Plugins>) -> Arc<Engine> {
+        let lift_opts = LiftOpts { rep_each: config.expand_rep || plugins.expand_rep_strings() };
         Arc::new(Engine {
+            lift_opts,
             config,
             plugins,
             tbs: RwLock::new(PcMap::default()),
@@ -118,7 +123,7 @@ impl Engine {
             return Ok(tb);
         }
         let Translated { mut block, insns, unimplemented, depends_on } =
-            translate(pc, mem, self.config.max_block_insns, end_limit)?;
+            translate_with(pc, mem, self.config.max_block_insns, end_limit, self.lift_opts)?;
         if !self.plugins.is_empty() {
             // The instructions' bytes in block order (a block may continue through an
             // elided `jmp`, so its code is not one range).

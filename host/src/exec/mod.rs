@@ -15,5 +15,5 @@ mod run;
 mod tier;
 
 pub use cache::{Engine, Tb};
-pub use run::{run_snippet, run_snippet_on, Exit, SnippetExit, Vcpu};
+pub use run::{run_snippet, run_snippet_on, run_snippet_with, Exit, SnippetExit, Vcpu};
 pub use tier::{restart_compiler_after_fork, set_helper_thread_init, EngineJit, TbJit};

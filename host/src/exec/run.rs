@@ -156,7 +156,17 @@ pub fn run_snippet<M: GuestMemory>(
     stop_pc: u64,
     tier: Tier,
 ) -> SnippetExit {
-    let engine = Engine::new(Config { tier, ..Config::default() });
+    run_snippet_with(cpu, mem, stop_pc, Config { tier, ..Config::default() })
+}
+
+/// `run_snippet` with a whole engine configuration.
+pub fn run_snippet_with<M: GuestMemory>(
+    cpu: &mut CpuState,
+    mem: &mut M,
+    stop_pc: u64,
+    config: Config,
+) -> SnippetExit {
+    let engine = Engine::new(config);
     run_snippet_on(&engine, cpu, mem, stop_pc)
 }
 

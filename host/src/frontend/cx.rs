@@ -36,6 +36,8 @@ pub struct LiftCx<'a> {
     pub(crate) term: Option<Term>,
     /// Cached effective address of the memory operand of this instruction.
     pub(crate) mem_addr: Option<Slot>,
+    /// Lift REP string instructions one element per run (`LiftOpts::rep_each`).
+    pub(crate) rep_each: bool,
 }
 
 impl<'a> LiftCx<'a> {
@@ -50,6 +52,7 @@ impl<'a> LiftCx<'a> {
             live_out: u32::MAX,
             term: None,
             mem_addr: None,
+            rep_each: false,
         }
     }
 

@@ -49,4 +49,4 @@ pub use flags::{
 };
 pub use fxsave::{fxrstor_image, fxsave_image};
 pub use operand::{gpr_ref, xmm_num, GprRef};
-pub use translate::{lift_probe, runs, translate, Translated};
+pub use translate::{lift_probe, runs, translate, translate_with, LiftOpts, Translated};

@@ -37,9 +37,9 @@ use super::cx::{LiftCx, Unsupported};
 use super::dispatch::lifts;
 use super::flags::FlagOp;
 use crate::cpu::{rflags, slot, Fault, Width};
-use crate::ir::{BinOp, HelperCx, HelperDesc, Op, Slot};
+use crate::ir::{BinOp, Cond, HelperCx, HelperDesc, Op, Slot, Term};
 use crate::mem::{page_floor, GuestMemory, PAGE_SIZE};
-use iced_x86::{Code, Mnemonic, OpKind, Register};
+use iced_x86::{Code, ConditionCode, Mnemonic, OpKind, Register};
 
 lifts! {
     Movsb => lift_string, Movsw => lift_string, Movsd => lift_movsd, Movsq => lift_string,
@@ -222,6 +222,7 @@ fn lift_string(cx: &mut LiftCx<'_>) -> R {
     }
     let (cfg, rep) = cfg_of(cx)?;
     match rep {
+        Some(_) if cx.rep_each => lift_rep_each(cx, cfg),
         Some(_) => lift_rep(cx, cfg),
         None => lift_once(cx, cfg),
     }
@@ -312,6 +313,41 @@ fn lift_rep(cx: &mut LiftCx<'_>, cfg: Cfg) -> R {
     let more = cx.helper(&REP_STRING, &[k]);
     cx.commit_flags();
     cx.emit(Op::ExitIf { c: more, target: cx.pc });
+    Ok(())
+}
+
+/// A repeated string op, one element per run (`LiftOpts::rep_each`): leave to the next
+/// instruction when the count register is 0; else one element (`lift_once`), the count
+/// decremented, and for CMPS/SCAS leave to the next instruction when ZF ends the repeat
+/// (REPE: ZF = 0, REPNE: ZF = 1); otherwise end the block with a jump back to this
+/// instruction. Each run thus makes one element's accesses as ordinary memory ops, a
+/// fault leaves the registers of the elements before it (the instruction restarts from
+/// there, as on hardware), and the exec loop sees every iteration.
+fn lift_rep_each(cx: &mut LiftCx<'_>, cfg: Cfg) -> R {
+    let count = if cfg.addr32 {
+        cx.bin_imm(BinOp::And, Width::W64, Slot(slot::RCX), 0xffff_ffff)
+    } else {
+        Slot(slot::RCX)
+    };
+    let done = cx.cmp_imm(Cond::Eq, Width::W64, count, 0);
+    cx.commit_flags();
+    cx.emit(Op::ExitIf { c: done, target: cx.next });
+    lift_once(cx, cfg)?;
+    let w = if cfg.addr32 { Width::W32 } else { Width::W64 };
+    let one = cx.konst(1);
+    cx.set_slot_op(
+        slot::RCX,
+        Op::Bin { op: BinOp::Sub, w, dst: Slot(0), a: Slot(slot::RCX), b: one },
+    );
+    if cfg.kind.compares() {
+        let stop = cx.cond(match cfg.rep {
+            Rep::E => ConditionCode::ne,
+            Rep::Ne => ConditionCode::e,
+        });
+        cx.commit_flags();
+        cx.emit(Op::ExitIf { c: stop, target: cx.next });
+    }
+    cx.end(Term::Jump(cx.pc));
     Ok(())
 }
 

@@ -54,6 +54,18 @@ fn elided_target(
     (insns.len() < max_insns && t < end_limit && insns.iter().all(|d| d.ip() != t)).then_some(t)
 }
 
+/// How instructions are lifted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiftOpts {
+    /// A REP-prefixed string instruction runs one element per execution and ends its
+    /// block, as Valgrind's and DynamoRIO's expanded REP loops do: the instruction is
+    /// executed (and seen by plugins) once per iteration plus once for the final test of
+    /// the count register, and each element's accesses are ordinary memory ops that
+    /// plugins can instrument. Otherwise it is one helper call that runs the whole
+    /// operation (bulk copies, no per-element memory ops). See `string.rs`.
+    pub rep_each: bool,
+}
+
 /// Translate the block starting at `pc`. Fails only if the first instruction cannot be
 /// fetched (the fault to raise at `pc`).
 pub fn translate(
@@ -61,6 +73,17 @@ pub fn translate(
     mem: &mut dyn GuestMemory,
     max_insns: usize,
     end_limit: u64,
+) -> Result<Translated, Fault> {
+    translate_with(pc, mem, max_insns, end_limit, LiftOpts::default())
+}
+
+/// [`translate`] with lifting options.
+pub fn translate_with(
+    pc: u64,
+    mem: &mut dyn GuestMemory,
+    max_insns: usize,
+    end_limit: u64,
+    opts: LiftOpts,
 ) -> Result<Translated, Fault> {
     // Fetch a little first and more only when the decoder runs out: most blocks are a
     // few instructions long, and the buffer could hold `max_insns` of the longest.
@@ -146,7 +169,7 @@ pub fn translate(
     }
     let mut depends_on = Vec::new();
     let exit_live = exit_liveness(insns.last().expect("non-empty"), mem, &mut depends_on);
-    let mut t = lift(pc, insns, exit_live);
+    let mut t = lift(pc, insns, exit_live, opts);
     // The block's own code past an elided `jmp` is watched like the lookahead's: `end`
     // closes the first contiguous run, each later run is a range it depends on.
     let runs = runs(&t.block.insns);
@@ -290,9 +313,10 @@ fn flag_liveness(insns: &[Instruction], exit_live: u32) -> Vec<u32> {
     out
 }
 
-fn lift(pc: u64, mut insns: Vec<Instruction>, exit_live: u32) -> Translated {
+fn lift(pc: u64, mut insns: Vec<Instruction>, exit_live: u32, opts: LiftOpts) -> Translated {
     let live = flag_liveness(&insns, exit_live);
     let mut cx = LiftCx::new(&insns[0]);
+    cx.rep_each = opts.rep_each;
     let mut metas: Vec<InsnMeta> = Vec::with_capacity(insns.len());
     let mut fixups: Vec<(u32, Vec<Op>)> = Vec::new();
     let mut term = None;

@@ -229,6 +229,12 @@ impl Plugins {
         Ok(())
     }
 
+    /// Whether a plugin asked for REP string instructions expanded, one element per run
+    /// (`frontend::LiftOpts::rep_each`).
+    pub fn expand_rep_strings(&self) -> bool {
+        self.run.expand_rep.load(Ordering::Acquire)
+    }
+
     /// Whether no plugin is loaded (the engine may then skip building views).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -29,6 +29,8 @@ pub struct Run {
     pub modules: RwLock<ModuleMap>,
     /// `(plugin, message)` of every plugin that failed while running.
     pub failures: Mutex<Vec<(String, String)>>,
+    /// Some plugin asked for REP string instructions expanded (`expand_rep_strings`).
+    pub expand_rep: AtomicBool,
 }
 
 /// One loaded plugin.
@@ -108,6 +110,8 @@ pub fn register(
         insn_disas,
         symbolize,
         module,
+        expand_rep_strings,
+        rep_strings_expanded,
     }));
     (e, api)
 }
@@ -159,6 +163,19 @@ extern "C" fn scoreboard_read_all(
 
 extern "C" fn vcpu_count(plugin: u32) -> u32 {
     entry(plugin).map_or(0, |e| e.run.scoreboards.vcpu_count())
+}
+
+extern "C" fn expand_rep_strings(plugin: u32) -> bool {
+    let Some(e) = entry(plugin) else { return false };
+    if e.installed.load(Ordering::Acquire) {
+        return false;
+    }
+    e.run.expand_rep.store(true, Ordering::Release);
+    true
+}
+
+extern "C" fn rep_strings_expanded(plugin: u32) -> bool {
+    entry(plugin).is_some_and(|e| e.run.expand_rep.load(Ordering::Acquire))
 }
 
 extern "C" fn message(plugin: u32, level: u32, msg: RStr<'_>) {

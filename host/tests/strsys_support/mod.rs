@@ -16,7 +16,7 @@
 
 use blockscope::config::Tier;
 use blockscope::cpu::{CpuState, Fault, Width};
-use blockscope::exec::{run_snippet, SnippetExit};
+use blockscope::exec::{run_snippet_with, SnippetExit};
 use blockscope::frontend::{full_rflags, set_full_rflags};
 use blockscope::mem::{Direct, DirectShared, GuestMemory, Prot};
 use iced_x86::code_asm::*;
@@ -188,6 +188,9 @@ pub struct Emu {
     pub mem: Direct,
     /// FS base given to the emulated CPU (tests of FS overrides set the host's).
     pub fs_base: u64,
+    /// Run with REP string instructions expanded, one element per run
+    /// (`Config::expand_rep`, what a plugin that instruments accesses asks for).
+    pub expand_rep: bool,
     code: u64,
 }
 
@@ -211,7 +214,7 @@ impl Emu {
         let shared = DirectShared::new();
         let mem = Direct::new(shared.clone());
         let code = shared.mmap_anon(0, 4096, Prot(7), false).expect("mmap code page");
-        Emu { shared, mem, fs_base: 0, code }
+        Emu { shared, mem, fs_base: 0, expand_rep: false, code }
     }
 
     /// Map `len` bytes read-write-execute.
@@ -287,7 +290,8 @@ impl Emu {
         cpu.set_fs_base(self.fs_base);
         cpu.set_rip(code);
         let end = code + snippet.len() as u64;
-        let r = run_snippet(&mut cpu, &mut self.mem, end, tier);
+        let config = self.config(tier);
+        let r = run_snippet_with(&mut cpu, &mut self.mem, end, config);
         let mut out = Regs::new();
         for (k, v) in out.gpr.iter_mut().enumerate() {
             *v = cpu.gpr(k);
@@ -299,6 +303,10 @@ impl Emu {
             SnippetExit::Syscall => panic!("unexpected syscall"),
         };
         (out, how)
+    }
+
+    fn config(&self, tier: Tier) -> blockscope::config::Config {
+        blockscope::config::Config { tier, expand_rep: self.expand_rep, ..Default::default() }
     }
 
     /// Run and return the whole CPU state (for tests that look beyond the GPRs).
@@ -318,7 +326,8 @@ impl Emu {
         self.place(code, snippet);
         cpu.set_rip(code);
         let end = code + snippet.len() as u64;
-        match run_snippet(cpu, &mut self.mem, end, tier) {
+        let config = self.config(tier);
+        match run_snippet_with(cpu, &mut self.mem, end, config) {
             SnippetExit::Reached => EmuEnd::Done,
             SnippetExit::Fault { fault, pc } => EmuEnd::Fault { fault, off: pc - code },
             SnippetExit::Syscall => panic!("unexpected syscall"),

@@ -10,7 +10,9 @@
 //! - `rep=once` (default, like QEMU): a REP-prefixed string instruction counts once however
 //!   many iterations it runs. `rep=iterations` counts it like Valgrind (whose `Ir` is what
 //!   callgrind and cachegrind report): once per iteration plus the final test of the count
-//!   register, i.e. `1 + (rcx before - rcx after)`.
+//!   register, i.e. `1 + (rcx before - rcx after)`. When another plugin expands REP
+//!   string instructions (memtrace does), each iteration is a run of the instruction and
+//!   is counted as such, whatever `rep` says (a warning says so when it is `once`).
 //!
 //! - `exit_block=count` (default): the instructions of the block in which a thread exits
 //!   (the one ending in `exit`/`exit_group`) are counted. `exit_block=drop` leaves them out,
@@ -29,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use blockscope_plugin_api::{
@@ -65,6 +68,8 @@ pub struct Count {
     nslots: u32,
     per_insn: bool,
     rep_iterations: bool,
+    /// Whether the warning that another plugin expanded REP strings was given.
+    warned: AtomicBool,
     drop_exit_block: bool,
     /// Instructions not to count, by vCPU (exit_block=drop).
     dropped: Mutex<HashMap<u32, u64>>,
@@ -201,6 +206,7 @@ impl Plugin for Count {
             nslots: if per_insn { 0 } else { nslots },
             per_insn,
             rep_iterations,
+            warned: AtomicBool::new(false),
             drop_exit_block,
             dropped: Mutex::new(HashMap::new()),
             out: args.get("out").map(str::to_string),
@@ -208,6 +214,16 @@ impl Plugin for Count {
     }
 
     fn translate(&self, tb: &TbView<'_>, inj: &mut Injector<'_, Self>) {
+        // With REP string instructions expanded (another plugin asked), each iteration is a
+        // run of the instruction: block counting alone gives `rep=iterations`.
+        let expanded = self.host.rep_strings_expanded();
+        if expanded && !self.rep_iterations && !self.warned.swap(true, Ordering::Relaxed) {
+            self.host.warn(
+                "another plugin expands REP string instructions: each iteration counts, as with \
+                 rep=iterations",
+            );
+        }
+        let rep_iterations = self.rep_iterations && !expanded;
         {
             let mut e = inj.block_entry();
             match (!self.per_insn).then(|| self.slot(tb.pc(), tb.len())) {
@@ -218,7 +234,7 @@ impl Plugin for Count {
                 }
                 None => e.sb_add(&self.sb, BLOCKS, None, 1),
             }
-            if self.rep_iterations {
+            if rep_iterations {
                 self.settle_rep(&mut e);
             }
             if self.drop_exit_block {
@@ -236,8 +252,8 @@ impl Plugin for Count {
         }
         for insn in tb.insns() {
             let k = insn.index();
-            let rep = self.rep_iterations && is_rep_string(insn.bytes(), insn.mnemonic());
-            let prev_rep = self.rep_iterations
+            let rep = rep_iterations && is_rep_string(insn.bytes(), insn.mnemonic());
+            let prev_rep = rep_iterations
                 && k > 0
                 && is_rep_string(tb.insn(k - 1).bytes(), tb.insn(k - 1).mnemonic());
             if !self.per_insn && !rep && !prev_rep {

@@ -14,14 +14,15 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// Parse `SIZE,ASSOC,LINE` (cachegrind's `--I1=` syntax).
+    /// Parse `SIZE:ASSOC:LINE`, or `SIZE,ASSOC,LINE` (cachegrind's `--I1=` syntax; on the
+    /// command line commas separate plugin arguments, so `--plugin` needs the colons).
     pub fn parse(s: &str) -> Result<Geometry, String> {
         let v: Vec<u64> = s
-            .split(',')
+            .split([':', ','])
             .map(|x| x.trim().parse::<u64>().map_err(|_| format!("bad cache geometry `{s}`")))
             .collect::<Result<_, _>>()?;
         let [size, assoc, line] = v[..] else {
-            return Err(format!("cache geometry `{s}` is not SIZE,ASSOC,LINE"));
+            return Err(format!("cache geometry `{s}` is not SIZE:ASSOC:LINE"));
         };
         let g = Geometry { size, assoc, line };
         if line == 0 || !line.is_power_of_two() || assoc == 0 || size % (assoc * line) != 0 {
@@ -197,6 +198,10 @@ mod tests {
         assert_eq!(
             Geometry::parse("32768,8,64").unwrap(),
             Geometry { size: 32768, assoc: 8, line: 64 }
+        );
+        assert_eq!(
+            Geometry::parse("8388608:16:64").unwrap(),
+            Geometry { size: 8388608, assoc: 16, line: 64 }
         );
         assert!(Geometry::parse("1000,3,64").is_err());
         assert!(Geometry::parse("32768,8").is_err());

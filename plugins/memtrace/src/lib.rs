@@ -4,8 +4,10 @@
 //! I1/D1/LL caches that prints accesses and misses per level.
 //!
 //! Accesses are the emulator's own memory operations of each instruction, reported right
-//! after they complete; accesses made inside helpers (REP string instructions, FXSAVE) are
-//! not seen. An atomic read-modify-write is one record of kind RMW with the old value.
+//! after they complete. REP string instructions are expanded (`Host::expand_rep_strings`),
+//! so each element is an access of its own, as under Valgrind; accesses made inside other
+//! helpers (FXSAVE/FXRSTOR, XSAVE) are not seen. An atomic read-modify-write is one record
+//! of kind RMW with the old value.
 //! A forked child's accesses are not traced (the parent owns the file).
 //!
 //! Tracing costs no call per access: each vCPU has a buffer of records in three
@@ -264,9 +266,9 @@ impl Plugin for MemTrace {
         ArgSpec::new("addr", "", "only accesses to LO-HI (hex, end exclusive)"),
         ArgSpec::new("pc", "", "only accesses by instructions in LO-HI (hex)"),
         ArgSpec::new("cache", "off", "simulate I1/D1/LL caches instead of tracing"),
-        ArgSpec::new("i1", "32768,8,64", "I1 cache SIZE,ASSOC,LINE"),
-        ArgSpec::new("d1", "32768,8,64", "D1 cache SIZE,ASSOC,LINE"),
-        ArgSpec::new("ll", "8388608,16,64", "LL cache SIZE,ASSOC,LINE"),
+        ArgSpec::new("i1", "32768:8:64", "I1 cache SIZE:ASSOC:LINE"),
+        ArgSpec::new("d1", "32768:8:64", "D1 cache SIZE:ASSOC:LINE"),
+        ArgSpec::new("ll", "8388608:16:64", "LL cache SIZE:ASSOC:LINE"),
         ArgSpec::new("report", "", "write the cache report to this file (default: stderr)"),
     ];
 
@@ -278,14 +280,19 @@ impl Plugin for MemTrace {
         let cache = if cache_on {
             let g = |k: &str, d: &str| Geometry::parse(args.get(k).unwrap_or(d));
             let h = Hierarchy::new(
-                g("i1", "32768,8,64")?,
-                g("d1", "32768,8,64")?,
-                g("ll", "8388608,16,64")?,
+                g("i1", "32768:8:64")?,
+                g("d1", "32768:8:64")?,
+                g("ll", "8388608:16:64")?,
             );
             Some(Mutex::new(h))
         } else {
             None
         };
+        // Each element of a REP string instruction is then an access of its own (a
+        // `rep movsb` copy is most of some programs' memory traffic).
+        if !host.expand_rep_strings() {
+            return Err("the host refused to expand REP string instructions".into());
+        }
         let recs = if cache_on { 1 } else { BUF_RECS };
         let buf = [host.scoreboard(8, recs)?, host.scoreboard(8, recs)?, host.scoreboard(8, recs)?];
         let pos = host.scoreboard(8, 1)?;

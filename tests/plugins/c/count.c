@@ -4,6 +4,7 @@
  * named by the `out` argument at exit. Build with:
  *     gcc -shared -fPIC -I plugin-api/include -o libccount.so count.c
  * -DBS_TEST_MAJOR=N makes it claim another ABI major (the loading-error test);
+ * -DBS_TEST_MINOR=N another minor (an older one loads, a newer one is refused);
  * -DBS_TEST_NO_ENTRY leaves out the entry point (a library that is not a plugin).
  */
 #include <blockscope.h>
@@ -13,6 +14,9 @@
 
 #ifndef BS_TEST_MAJOR
 #define BS_TEST_MAJOR BS_ABI_MAJOR
+#endif
+#ifndef BS_TEST_MINOR
+#define BS_TEST_MINOR BS_ABI_MINOR
 #endif
 
 struct state {
@@ -82,7 +86,7 @@ static const bs_arg_spec args[] = {
 };
 
 static const bs_plugin_vtable vtable = {
-    BS_TEST_MAJOR, BS_ABI_MINOR, BS_STR("ccount"), BS_STR("C test plugin: counts instructions"),
+    BS_TEST_MAJOR, BS_TEST_MINOR, BS_STR("ccount"), BS_STR("C test plugin: counts instructions"),
     {args, 1}, install, NULL, NULL, translate, NULL, NULL, on_exit_,
 };
 

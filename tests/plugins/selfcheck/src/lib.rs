@@ -34,6 +34,8 @@ pub struct SelfCheck {
     mems_even: AtomicU64,
     mems_odd: AtomicU64,
     mem_bytes: AtomicU64,
+    /// 1 if `expand_rep_strings` was accepted after install (it must not be).
+    late_expand: AtomicU64,
     out: Option<String>,
     panic: String,
     bad: String,
@@ -135,6 +137,7 @@ impl Plugin for SelfCheck {
             mems_even: AtomicU64::new(0),
             mems_odd: AtomicU64::new(0),
             mem_bytes: AtomicU64::new(0),
+            late_expand: AtomicU64::new(0),
             out: args.get("out").map(str::to_string),
             panic: args.get("panic").unwrap_or("").to_string(),
             bad: args.get("bad").unwrap_or("").to_string(),
@@ -142,6 +145,11 @@ impl Plugin for SelfCheck {
     }
 
     fn translate(&self, tb: &TbView<'_>, inj: &mut Injector<'_, Self>) {
+        // Asking for REP expansion after install is refused (the lifting of blocks
+        // already translated could not follow).
+        if self.host.expand_rep_strings() {
+            self.late_expand.store(1, Relaxed);
+        }
         if !self.bad.is_empty() {
             return self.inject_bad(tb, inj);
         }
@@ -185,7 +193,8 @@ impl Plugin for SelfCheck {
         let text = format!(
             "tbs_inline={}\ntbs_callback={}\ninsns_inline={}\ninsns_callback={}\ninsns_cond={}\n\
              mems_inline={}\nmems_callback={}\nmems_even_cond={}\nmems_odd_cond={}\n\
-             mems_even_inline={}\nmem_bytes={}\nvcpus={}\n",
+             mems_even_inline={}\nmem_bytes={}\nvcpus={}\nlate_expand_accepted={}\n\
+             rep_expanded={}\n",
             sum(TBS),
             self.tbs.load(Relaxed),
             sum(INSNS),
@@ -198,6 +207,8 @@ impl Plugin for SelfCheck {
             sum(EVEN),
             self.mem_bytes.load(Relaxed),
             self.host.vcpu_count(),
+            self.late_expand.load(Relaxed),
+            self.host.rep_strings_expanded() as u64,
         );
         match &self.out {
             Some(path) => {
