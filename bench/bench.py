@@ -184,9 +184,11 @@ def run_cpu(cmd):
 
 
 def plugin_rows(bs, wl, reps):
-    """Overhead of each plugin over uninstrumented `--tier jit`. The runs are interleaved
-    (base, then each plugin, repeated) so that load on a shared machine hits all alike;
-    two tables: wall time and CPU time (user+sys, all threads; steadier under load)."""
+    """Overhead of each plugin over uninstrumented `--tier jit`. Each plugin run is paired
+    with an uninstrumented run just before it, and a cell is the median over the reps of
+    those pairs' ratios: load on a shared machine drifts over minutes, and a pair sees
+    about the same load (medians of separate runs let a noisy minute land on one side).
+    Two tables: wall time and CPU time (user+sys, all threads; steadier under load)."""
     plugins = ["count", "coverage", "profile", "memtrace"]
     cols = ["workload", "bs-jit"] + plugins
     wall_rows, cpu_rows = [], []
@@ -200,30 +202,38 @@ def plugin_rows(bs, wl, reps):
         "profile": "profile,report=%s/profile.txt" % tmp,
         "memtrace": "memtrace,out=%s/memtrace.bin" % tmp,
     }
+    trace = os.path.join(tmp, "memtrace.bin")
     for name, cmd, _ in wl:
-        runs = {k: ([], []) for k in [None] + plugins}
+        base = ([], [])
+        ratios = {k: ([], []) for k in plugins}
         failed = set()
         for _ in range(reps):
-            for k in [None] + plugins:
-                extra = [] if k is None else ["--plugin", specs[k]]
-                wall, cpu, ok = run_cpu([bs, "run", "--tier", "jit"] + extra + ["--"] + cmd)
-                trace = os.path.join(tmp, "memtrace.bin")
-                if os.path.exists(trace):
-                    os.remove(trace)
-                if not ok:
-                    failed.add(k)
-                runs[k][0].append(wall)
-                runs[k][1].append(cpu)
-        med = {k: (statistics.median(v[0]), statistics.median(v[1])) for k, v in runs.items()}
+            for k in plugins:
+                pair = []
+                for extra in ([], ["--plugin", specs[k]]):
+                    wall, cpu, ok = run_cpu([bs, "run", "--tier", "jit"] + extra + ["--"] + cmd)
+                    if os.path.exists(trace):
+                        os.remove(trace)
+                    if not ok:
+                        failed.add(k if extra else None)
+                    pair.append((wall, cpu))
+                for i in (0, 1):
+                    base[i].append(pair[0][i])
+                    ratios[k][i].append(pair[1][i] / pair[0][i] if pair[0][i] > 0 else 0.0)
         for i, rows in ((0, wall_rows), (1, cpu_rows)):
-            base = med[None][i] if None not in failed else None
-            row = [name, fmt_t(base)]
-            row += ["fail" if p in failed else fmt_r(med[p][i], base) for p in plugins]
+            ok_base = None not in failed
+            row = [name, fmt_t(statistics.median(base[i])) if ok_base else "-"]
+            for p in plugins:
+                if p in failed or not ok_base:
+                    row.append("fail" if p in failed else "-")
+                else:
+                    row.append("%.2fx" % statistics.median(ratios[p][i]))
             rows.append(row)
     tmpdir.cleanup()
     for title, rows in (("wall time", wall_rows), ("CPU time", cpu_rows)):
         print()
-        print("plugin overhead (%s, x uninstrumented blockscope --tier jit)" % title)
+        print("plugin overhead (%s, x uninstrumented blockscope --tier jit, median of paired"
+              " ratios)" % title)
         print_table(cols, rows, header=True)
 
 
