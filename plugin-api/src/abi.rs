@@ -14,7 +14,11 @@
 //!   verifier has checked them. Nothing here names a host IR type or a TB pointer.
 //!
 //! Versioning: [`ABI_MAJOR`] changes on any incompatible change and the host refuses other
-//! majors; [`ABI_MINOR`] grows when fields are appended to the end of a table.
+//! majors; [`ABI_MINOR`] grows when fields are appended to the end of a table. A C plugin
+//! built for an older minor loads (it never reads the appended fields). A Rust plugin is
+//! also checked by abi_stable, which compares the whole layout of the types it shares
+//! with the host, [`HostApi`] included: one built against an older plugin-api is refused
+//! ("its plugin-api types have a different layout") and must be rebuilt.
 
 use abi_stable::std_types::{RSlice, RSliceMut, RStr};
 use abi_stable::StableAbi;
