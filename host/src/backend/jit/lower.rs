@@ -1128,8 +1128,8 @@ impl Lower<'_, '_> {
                     self.write(st, dst, v);
                     return;
                 }
-                let a = self.plugin_addr(st, w, off, idx, mask);
-                let v = self.plugin_mem_load(w, a);
+                let (a, at) = self.plugin_addr(st, w, off, idx, mask);
+                let v = self.plugin_mem_load(w, a, at);
                 self.write(st, dst, v);
             }
             Op::PluginStore { w, val, off, idx, mask } => {
@@ -1145,8 +1145,8 @@ impl Lower<'_, '_> {
                     self.fb.def_var(c.val, v);
                     return;
                 }
-                let a = self.plugin_addr(st, w, off, idx, mask);
-                self.plugin_mem_store(w, a, v);
+                let (a, at) = self.plugin_addr(st, w, off, idx, mask);
+                self.plugin_mem_store(w, a, at, v);
             }
             Op::CallPlugin { call, args, nargs, cond } => {
                 // The callback reads and writes no guest state: no write-back, no reload.
@@ -1193,18 +1193,21 @@ impl Lower<'_, '_> {
         // spilled and reloaded anyway, and its live range pushes guest values out of
         // registers (count on bytecode: 1.18x -> 1.10x; memtrace, dense, is 7% slower
         // this way).
-        if self.hoist_base {
-            // readonly + can_move: the egraph shares one load between all uses.
-            let f = MemFlagsData::trusted().with_readonly().with_can_move();
-            return self.fb.ins().load(types::I64, f, self.cpu, base_off);
-        }
+        // Either way one load per Cranelift block: quick compiles run no egraph to merge
+        // repeated loads (a counter's load and store each loaded the base).
         let here = self.fb.current_block().expect("lowering inside a block");
         if let Some((b, v)) = self.base_here {
             if b == here {
                 return v;
             }
         }
-        let f = MemFlagsData::trusted().with_readonly();
+        // Dense use: readonly + can_move, so the egraph shares one load between all uses
+        // and hoists it.
+        let f = if self.hoist_base {
+            MemFlagsData::trusted().with_readonly().with_can_move()
+        } else {
+            MemFlagsData::trusted().with_readonly()
+        };
         let v = self.fb.ins().load(types::I64, f, self.cpu, base_off);
         self.base_here = Some((here, v));
         v
@@ -1264,25 +1267,25 @@ impl Lower<'_, '_> {
         self.fb.ins().store(MemFlagsData::trusted(), v, a, 0);
     }
 
-    /// A zero-extended plugin-memory load of width `w` at host address `a`.
-    fn plugin_mem_load(&mut self, w: Width, a: Value) -> Value {
+    /// A zero-extended plugin-memory load of width `w` at host address `a + at`.
+    fn plugin_mem_load(&mut self, w: Width, a: Value, at: i32) -> Value {
         let f = MemFlagsData::trusted();
         match w {
-            Width::W8 => self.fb.ins().uload8(types::I64, f, a, 0),
-            Width::W16 => self.fb.ins().uload16(types::I64, f, a, 0),
-            Width::W32 => self.fb.ins().uload32(f, a, 0),
-            Width::W64 => self.fb.ins().load(types::I64, f, a, 0),
+            Width::W8 => self.fb.ins().uload8(types::I64, f, a, at),
+            Width::W16 => self.fb.ins().uload16(types::I64, f, a, at),
+            Width::W32 => self.fb.ins().uload32(f, a, at),
+            Width::W64 => self.fb.ins().load(types::I64, f, a, at),
         }
     }
 
-    /// A plugin-memory store of the low `w` bytes of `v` at host address `a`.
-    fn plugin_mem_store(&mut self, w: Width, a: Value, v: Value) {
+    /// A plugin-memory store of the low `w` bytes of `v` at host address `a + at`.
+    fn plugin_mem_store(&mut self, w: Width, a: Value, at: i32, v: Value) {
         let f = MemFlagsData::trusted();
         match w {
-            Width::W8 => self.fb.ins().istore8(f, v, a, 0),
-            Width::W16 => self.fb.ins().istore16(f, v, a, 0),
-            Width::W32 => self.fb.ins().istore32(f, v, a, 0),
-            Width::W64 => self.fb.ins().store(f, v, a, 0),
+            Width::W8 => self.fb.ins().istore8(f, v, a, at),
+            Width::W16 => self.fb.ins().istore16(f, v, a, at),
+            Width::W32 => self.fb.ins().istore32(f, v, a, at),
+            Width::W64 => self.fb.ins().store(f, v, a, at),
         };
     }
 
@@ -1338,7 +1341,8 @@ impl Lower<'_, '_> {
         self.plugin_vars.iter().find(|p| p.0 == off).map(|p| p.1)
     }
 
-    /// Host address of a plugin-memory access: `cpu.plugin_mem_base + off + (idx & mask) * w`.
+    /// Host address of a plugin-memory access, `cpu.plugin_mem_base + off + (idx & mask) * w`,
+    /// as an address value and a constant offset to add to it.
     fn plugin_addr(
         &mut self,
         st: &mut SlotState,
@@ -1346,10 +1350,15 @@ impl Lower<'_, '_> {
         off: u32,
         idx: Option<Slot>,
         mask: u32,
-    ) -> Value {
+    ) -> (Value, i32) {
         let i = idx.map(|s| self.plugin_index(st, s, mask));
         let base = self.plugin_base();
-        self.plugin_addr_at(base, w, off, i)
+        // The offset goes in the access's immediate (one CLIF op fewer per access, which
+        // counts in quick compiles); an offset past `i32` is added instead.
+        match i32::try_from(off) {
+            Ok(at) => (self.plugin_addr_at(base, w, 0, i), at),
+            Err(_) => (self.plugin_addr_at(base, w, off, i), 0),
+        }
     }
 
     /// The entry index of an indexed plugin access: slot `s` masked.
@@ -1360,7 +1369,7 @@ impl Lower<'_, '_> {
 
     /// `base + off + i * w` (`i` already masked; none for a scalar).
     fn plugin_addr_at(&mut self, base: Value, w: Width, off: u32, i: Option<Value>) -> Value {
-        let base = self.fb.ins().iadd_imm_s(base, i64::from(off));
+        let base = if off == 0 { base } else { self.fb.ins().iadd_imm_s(base, i64::from(off)) };
         match i {
             None => base,
             Some(i) => {
