@@ -207,41 +207,47 @@ fn address_size_prefix_matches_the_cpu() {
     let b = Bufs { base: low };
     let stack = emu.alloc(4096) + 2048;
     let mut rng = Rng::new(0x6767);
-    for op in [MOVS, STOS, LODS, CMPS, SCAS] {
-        for w in [1usize, 2, 4, 8] {
-            for rep in [None, Some(0xf3u8), Some(0xf2u8)] {
-                for df in [false, true] {
-                    for count in [0u64, 1, 3, 50] {
-                        if rep.is_none() && count != 1 {
-                            continue;
-                        }
-                        let wb = w as u64;
-                        let src = start(&b, 0, wb, df, rng.below(64));
-                        let dst = start(&b, 1, wb, df, rng.below(64));
-                        let mut r = Regs::new();
-                        for g in r.gpr.iter_mut() {
-                            *g = rng.edgy();
-                        }
-                        // Garbage in the upper halves: the 32-bit forms ignore it.
-                        let hi = rng.next() & 0xffff_ffff_0000_0000;
-                        r.gpr[1] = hi | count;
-                        r.gpr[4] = stack;
-                        r.gpr[6] = (rng.next() & 0xffff_ffff_0000_0000) | src;
-                        r.gpr[7] = (rng.next() & 0xffff_ffff_0000_0000) | dst;
-                        r.rflags = FLAGS_BASE | (rng.next() & ARITH) | if df { DF } else { 0 };
-                        let what =
-                            format!("addr32 {} w={w} rep={rep:x?} df={df} count={count}", name(op));
-                        let init = rng.bytes(2 * HALF as usize);
-                        let code = enc(op, w, rep, true, false);
-                        diff(
-                            &mut nat,
-                            &mut emu,
-                            &what,
-                            &code,
-                            &r,
-                            &[(b.region(), init)],
-                            CMP_FLAGS,
+    // Both liftings of REP: one helper call, and one element per run (expanded).
+    for expand in [false, true] {
+        emu.expand_rep = expand;
+        for op in [MOVS, STOS, LODS, CMPS, SCAS] {
+            for w in [1usize, 2, 4, 8] {
+                for rep in [None, Some(0xf3u8), Some(0xf2u8)] {
+                    for df in [false, true] {
+                        for count in [0u64, 1, 3, 50] {
+                            if rep.is_none() && count != 1 {
+                                continue;
+                            }
+                            let wb = w as u64;
+                            let src = start(&b, 0, wb, df, rng.below(64));
+                            let dst = start(&b, 1, wb, df, rng.below(64));
+                            let mut r = Regs::new();
+                            for g in r.gpr.iter_mut() {
+                                *g = rng.edgy();
+                            }
+                            // Garbage in the upper halves: the 32-bit forms ignore it.
+                            let hi = rng.next() & 0xffff_ffff_0000_0000;
+                            r.gpr[1] = hi | count;
+                            r.gpr[4] = stack;
+                            r.gpr[6] = (rng.next() & 0xffff_ffff_0000_0000) | src;
+                            r.gpr[7] = (rng.next() & 0xffff_ffff_0000_0000) | dst;
+                            r.rflags = FLAGS_BASE | (rng.next() & ARITH) | if df { DF } else { 0 };
+                            let what = format!(
+                            "addr32 {} w={w} rep={rep:x?} df={df} count={count} expanded={expand}",
+                            name(op)
                         );
+                            let init = rng.bytes(2 * HALF as usize);
+                            let code = enc(op, w, rep, true, false);
+                            diff(
+                                &mut nat,
+                                &mut emu,
+                                &what,
+                                &code,
+                                &r,
+                                &[(b.region(), init)],
+                                CMP_FLAGS,
+                            );
+                        }
                     }
                 }
             }

@@ -55,6 +55,17 @@ fn build(dir: &Path, name: &str, src: &str, flags: &[&str]) -> Option<PathBuf> {
     }
 }
 
+/// `blockscope run --plugin spec -- prog` (plugins found in the build's directory).
+fn run_with_plugin(spec: &str, prog: &Path) -> Output {
+    Command::new(blockscope())
+        .args(["run", "--plugin", spec, "--"])
+        .arg(prog)
+        .env("BLOCKSCOPE_PLUGIN_PATH", plugin_dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
@@ -157,15 +168,7 @@ fn genhtml_renders_the_lcov_file() {
         return;
     }
     let info = dir.join("cov.info");
-    let o = Command::new(blockscope())
-        .args(["run", "--plugin"])
-        .arg(format!("coverage,lcov={}", info.display()))
-        .arg("--")
-        .arg(&prog)
-        .env("BLOCKSCOPE_PLUGIN_PATH", plugin_dir())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = run_with_plugin(&format!("coverage,lcov={}", info.display()), &prog);
     assert!(o.status.success(), "blockscope: {}", text(&o));
     let lcov = std::fs::read_to_string(&info).unwrap();
     assert!(lcov.contains("lcovguest.c\n"), "{lcov}");
@@ -184,18 +187,28 @@ fn genhtml_renders_the_lcov_file() {
     assert!(page.contains("\"lineNoCov\""), "some lines never ran:\n{page}");
 }
 
-/// A hot function called 20 times, a `rep movsb` of 256 bytes just before the exit (in the
-/// block that exits, where callgrind's blocks and ours differ), then `exit`.
-const HOT: &str = r#"
-static char src[256], dst[256];
-static unsigned long acc;
-
+/// The hot function of the guests below: 1000 multiply-adds (4002 instructions a call).
+macro_rules! mix_c {
+    () => {
+        r#"
 __attribute__((noinline)) static unsigned long mix(unsigned long x) {
     for (int i = 0; i < 1000; i++)
         x = x * 6364136223846793005UL + 1442695040888963407UL;
     return x;
 }
+"#
+    };
+}
 
+/// A hot function called 20 times, a `rep movsb` of 256 bytes just before the exit (in the
+/// block that exits, where callgrind's blocks and ours differ), then `exit`.
+const HOT: &str = concat!(
+    r#"
+static char src[256], dst[256];
+static unsigned long acc;
+"#,
+    mix_c!(),
+    r#"
 void _start(void) {
     for (int k = 0; k < 20; k++)
         acc ^= mix(acc + k);
@@ -205,7 +218,8 @@ void _start(void) {
     __asm__ volatile("syscall" : : "a"(60L), "D"(acc & 0) : "rcx", "r11", "memory");
     __builtin_unreachable();
 }
-"#;
+"#
+);
 
 #[test]
 fn count_equals_callgrinds_ir() {
@@ -234,14 +248,9 @@ fn count_equals_callgrinds_ir() {
     assert!(ir > 80_000, "callgrind's Ir: {ir}");
     for mode in ["tb", "insn"] {
         let out = dir.join(format!("count-{mode}.txt"));
-        let o = Command::new(blockscope())
-            .args(["run", "--plugin"])
-            .arg(format!("count,mode={mode},rep=iterations,exit_block=drop,out={}", out.display()))
-            .arg("--")
-            .arg(&prog)
-            .env("BLOCKSCOPE_PLUGIN_PATH", plugin_dir())
-            .output()
-            .unwrap();
+        let spec =
+            format!("count,mode={mode},rep=iterations,exit_block=drop,out={}", out.display());
+        let o = run_with_plugin(&spec, &prog);
         assert!(o.status.success(), "blockscope: {}", text(&o));
         let t = std::fs::read_to_string(&out).unwrap();
         let total = t.lines().last().unwrap();
@@ -251,16 +260,13 @@ fn count_equals_callgrinds_ir() {
 
 /// HOT's work plus 64 KiB `rep stosb` fills and `rep movsb` copies (each element a data
 /// access under Valgrind, and under memtrace now that it expands REP strings).
-const STRINGS: &str = r#"
+const STRINGS: &str = concat!(
+    r#"
 static char a[1 << 16], b[1 << 16];
 static unsigned long acc;
-
-__attribute__((noinline)) static unsigned long mix(unsigned long x) {
-    for (int i = 0; i < 1000; i++)
-        x = x * 6364136223846793005UL + 1442695040888963407UL;
-    return x;
-}
-
+"#,
+    mix_c!(),
+    r#"
 void _start(void) {
     for (int k = 0; k < 4; k++) {
         acc ^= mix(acc + k);
@@ -276,7 +282,8 @@ void _start(void) {
     __asm__ volatile("syscall" : : "a"(60L), "D"(acc & 0) : "rcx", "r11", "memory");
     __builtin_unreachable();
 }
-"#;
+"#
+);
 
 /// The first number on the line of `text` that contains `label` (digits with or without
 /// thousands separators).
@@ -314,14 +321,7 @@ fn memtrace_cache_mode_is_close_to_cachegrind() {
         .iter()
         .map(|(k, v)| format!("{}={}", k.to_lowercase(), v.replace(',', ":")))
         .collect();
-    let o = Command::new(blockscope())
-        .args(["run", "--plugin"])
-        .arg(format!("memtrace,cache=on,{}", args.join(",")))
-        .arg("--")
-        .arg(&prog)
-        .env("BLOCKSCOPE_PLUGIN_PATH", plugin_dir())
-        .output()
-        .unwrap();
+    let o = run_with_plugin(&format!("memtrace,cache=on,{}", args.join(",")), &prog);
     assert!(o.status.success(), "blockscope: {}", text(&o));
     let ours = String::from_utf8_lossy(&o.stderr).into_owned();
     // The copies alone are 4 * 3 * 64 K data accesses; most of them miss D1 a line at a

@@ -82,7 +82,7 @@ impl Engine {
 
     /// A new engine whose blocks are instrumented by `plugins`.
     pub fn with_plugins(config: Config, plugins: Arc<Plugins>) -> Arc<Engine> {
-        let lift_opts = LiftOpts { rep_each: config.expand_rep || plugins.expand_rep_strings() };
+        let lift_opts = LiftOpts { rep_each: config.expand_rep || plugins.rep_strings_expanded() };
         Arc::new(Engine {
             lift_opts,
             config,

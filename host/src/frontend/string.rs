@@ -324,16 +324,12 @@ fn lift_rep(cx: &mut LiftCx<'_>, cfg: Cfg) -> R {
 /// fault leaves the registers of the elements before it (the instruction restarts from
 /// there, as on hardware), and the exec loop sees every iteration.
 fn lift_rep_each(cx: &mut LiftCx<'_>, cfg: Cfg) -> R {
-    let count = if cfg.addr32 {
-        cx.bin_imm(BinOp::And, Width::W64, Slot(slot::RCX), 0xffff_ffff)
-    } else {
-        Slot(slot::RCX)
-    };
-    let done = cx.cmp_imm(Cond::Eq, Width::W64, count, 0);
+    // The count register: ECX under an address-size prefix (the compare's width).
+    let w = if cfg.addr32 { Width::W32 } else { Width::W64 };
+    let done = cx.cmp_imm(Cond::Eq, w, Slot(slot::RCX), 0);
     cx.commit_flags();
     cx.emit(Op::ExitIf { c: done, target: cx.next });
     lift_once(cx, cfg)?;
-    let w = if cfg.addr32 { Width::W32 } else { Width::W64 };
     let one = cx.konst(1);
     cx.set_slot_op(
         slot::RCX,

@@ -231,7 +231,7 @@ impl Plugins {
 
     /// Whether a plugin asked for REP string instructions expanded, one element per run
     /// (`frontend::LiftOpts::rep_each`).
-    pub fn expand_rep_strings(&self) -> bool {
+    pub fn rep_strings_expanded(&self) -> bool {
         self.run.expand_rep.load(Ordering::Acquire)
     }
 
